@@ -1,0 +1,132 @@
+"""The training core on a tiny learnable task: fit, resume, predict, freeze, ckpt -> hub, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from zoo import ZooError
+from zoo.hub import from_pretrained
+from zoo.training import run
+from zoo.training.checkpointing import atomic_torch_save
+
+CONFIGS = str(Path(__file__).parent / "fixtures" / "configs")
+
+
+def config(run_dir: Path, *overrides: str):
+    """Compose the toy config with its run folder at `run_dir` and the runs root two levels up."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir.parent.parent}", *overrides])
+
+
+def test_fit_learns_and_writes_a_run_folder(tmp_path):
+    result = run(config(tmp_path / "run", "trainer.max_epochs=6"))
+    metrics = result["metrics"]
+    assert metrics["test/acc"] > 0.75, metrics  # chance is ~0.5
+    assert metrics["train/loss"] < 0.6
+    folder = tmp_path / "run"
+    assert (folder / "checkpoints" / "last.ckpt").is_file() and (folder / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((folder / "metrics.json").read_text())["metrics"] == metrics
+    assert "seed: 42" in (folder / "config.yaml").read_text()
+
+
+def test_same_seed_same_result(tmp_path):
+    a = run(config(tmp_path / "a", "trainer.max_epochs=1"))["metrics"]
+    b = run(config(tmp_path / "b", "trainer.max_epochs=1"))["metrics"]
+    assert a["test/loss"] == b["test/loss"]
+
+
+def test_resume_from_last_continues_training(tmp_path):
+    first = run(config(tmp_path / "toy" / "first", "trainer.max_epochs=2"))
+    last = Path(first["last_checkpoint"])
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    resumed = run(config(tmp_path / "toy" / "second", "trainer.max_epochs=4", "ckpt_path=last"))
+    ckpt = torch.load(resumed["last_checkpoint"], weights_only=True)
+    assert ckpt["epoch"] == 3
+    assert ckpt["global_step"] == 4 * 4  # 128 samples / 32 per batch, 4 epochs: nothing lost, nothing repeated
+
+
+def test_predict_streams_a_complete_csv_and_eval_reports(tmp_path):
+    trained = run(config(tmp_path / "t", "trainer.max_epochs=2"))
+    out = tmp_path / "preds.csv"
+    result = run(config(tmp_path / "p", "mode=predict", f"ckpt_path={trained['best_checkpoint']}", f"output={out}"))
+    rows = list(csv.DictReader(out.open()))
+    assert result["rows"] == len(rows) == 32 and list(rows[0]) == ["id", "label", "p1"]
+    assert not out.with_name("preds.csv.partial").exists()
+    evaluated = run(config(tmp_path / "e", "mode=eval", f"ckpt_path={trained['best_checkpoint']}"))
+    assert evaluated["metrics"]["test/acc"] == pytest.approx(trained["metrics"]["test/acc"])
+
+
+def test_predict_needs_weights(tmp_path):
+    with pytest.raises(ZooError, match="needs trained weights"):
+        run(config(tmp_path / "p", "mode=predict"))
+
+
+def test_checkpoint_loads_as_a_hub_model_and_exports(tmp_path):
+    trained = run(config(tmp_path / "t", "trainer.max_epochs=1"))
+    model = from_pretrained(trained["best_checkpoint"]).eval()
+    exported = run(config(tmp_path / "x", "mode=export", f"ckpt_path={trained['best_checkpoint']}", f"output={tmp_path / 'model'}"))
+    again = from_pretrained(exported["model_dir"]).eval()
+    x = torch.randint(0, 6, (3, 24))
+    assert torch.equal(model(x), again(x))
+
+
+def test_finetune_from_weights_with_frozen_backbone(tmp_path):
+    trained = run(config(tmp_path / "t", "trainer.max_epochs=1"))
+    exported = run(config(tmp_path / "x", "mode=export", f"ckpt_path={trained['best_checkpoint']}"))
+    before = from_pretrained(exported["model_dir"])
+    tuned = run(config(tmp_path / "f", "mode=finetune", f"weights={exported['model_dir']}", "task.freeze_backbone=true", "trainer.max_epochs=1"))
+    after = from_pretrained(tuned["best_checkpoint"])
+    body = [k for k in before.state_dict() if not k.startswith("head.")]
+    assert all(torch.equal(before.state_dict()[k], after.state_dict()[k]) for k in body)
+    assert not torch.equal(before.head.weight, after.head.weight)
+
+
+def test_parameter_groups_scale_backbone_lr(tmp_path):
+    from tests.fixtures.toy import CountingTask
+
+    task = CountingTask(model="test_transformer", model_kwargs={"vocab_size": 6, "num_classes": 2},
+                        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.1}, backbone_lr_scale=0.1)
+    optimizer = task.configure_optimizers()
+    head = {id(p) for p in task.backbone.head.parameters()}
+    for group in optimizer.param_groups:
+        is_head = any(id(p) in head for p in group["params"])
+        assert group["lr"] == pytest.approx(1e-3 if is_head else 1e-4)
+        assert group["weight_decay"] in (0.0, 0.1)
+        if group["weight_decay"]:
+            assert all(p.ndim >= 2 for p in group["params"])
+
+
+def test_atomic_save_never_leaves_a_half_file(tmp_path):
+    target = tmp_path / "last.ckpt"
+    atomic_torch_save({"a": torch.ones(3)}, target)
+
+    class Exploding:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-save")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"a": torch.zeros(3), "b": Exploding()}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_ddp_two_cpu_processes_match_one(tmp_path):
+    """2-process gloo DDP with half the batch per rank = 1 process with the full batch.
+
+    The training order depends on (seed, epoch) only and the distributed sampler deals
+    perm[0::2] and perm[1::2] to the ranks, so each global batch holds the same samples
+    as the single-process batch and DDP's gradient average equals the single-process mean.
+    SGD, because Adam's first steps are sign(g) and would amplify float round-off in ~0 gradients."""
+    common = ["task.optimizer._target_=torch.optim.SGD", "task.optimizer.lr=0.5", "trainer.max_epochs=2", "callbacks=none", "trainer.enable_checkpointing=false", "test_after_fit=false"]
+    single = run(config(tmp_path / "one", *common, "data.batch_size=32"))
+    double = run(config(tmp_path / "two", *common, "trainer=ddp_cpu", "data.batch_size=16"))
+    assert double["metrics"]["val/loss"] == pytest.approx(single["metrics"]["val/loss"], abs=1e-4)
+    runs = [p for p in tmp_path.iterdir() if p.name == "two"]
+    assert len(runs) == 1 and (tmp_path / "two" / "metrics.json").is_file()

@@ -1,0 +1,49 @@
+"""Atomic checkpoint files and resolution of `ckpt_path=last`.
+
+Lightning's default writer opens the final path and writes into it, so a run
+killed mid-save leaves a truncated `last.ckpt` that can't be resumed. Here the
+bytes go to a temporary file in the same folder, are fsynced, and replace the
+target in one rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from zoo.errors import ZooError
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose saves are all-or-nothing."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
+def find_last_checkpoint(root: str | os.PathLike) -> Path:
+    """The most recently written `last.ckpt` under `root` (for `ckpt_path=last`)."""
+    candidates = sorted(Path(root).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ZooError(f"ckpt_path=last: no checkpoints/last.ckpt under {root}; train first, or give ckpt_path=<file.ckpt>")
+    return candidates[-1]
