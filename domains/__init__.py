@@ -1,7 +1,8 @@
 """Domain packages: data, tasks, metrics and configs on top of the `zoo` core.
 
-`domains` is extendable: a folder named `domains/` elsewhere on `sys.path` adds
-its sub-packages here, so a lab can keep its own domain outside this repository.
+`domains` is extendable, so a lab can keep its own domain outside this
+repository: a folder `domains/` elsewhere on `sys.path`, holding a copy of this
+`__init__.py` and the lab's `domains/<name>/` package, adds `zoo <name> ...`.
 """
 
 from pkgutil import extend_path
