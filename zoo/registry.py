@@ -157,8 +157,14 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 
 def describe(name: str) -> dict[str, Any]:
     """Family, parameter count and weight tags of one architecture (builds it)."""
+    import torch
+
     base = split_name(name)[0]
-    model = create_model(base)
+    try:  # count parameters without allocating them (a 100M-parameter model is instant on "meta")
+        with torch.device("meta"):
+            model = create_model(base)
+    except Exception:  # an initialiser that computes on real values (eigendecompositions, numpy)
+        model = create_model(base)
     return {
         "name": base,
         "family": model_family(base),

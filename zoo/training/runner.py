@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup({"train": "fit", "finetune": "fit", "eval": "test"}.get(mode, "predict"))
     task = build_task(cfg, datamodule, ckpt, from_checkpoint=mode in ("eval", "predict", "export"))
 
-    result: dict[str, Any] = {"mode": mode, "output_dir": str(out)}
+    result: dict[str, Any] = {"mode": mode, "model": OmegaConf.select(cfg, "model.name"), "output_dir": str(out)}
     if mode == "export":
         target = Path(cfg.get("output") or out / "model")
         save_pretrained(task.backbone, target, card={"command": cfg.get("command")}, extra_files=task.export_extras(str(target)))
