@@ -1,0 +1,1 @@
+"""Test-only re-statements of official architectures, used as references for converters."""
