@@ -112,6 +112,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_pretrained(task.backbone, target, card={"command": cfg.get("command")}, extra_files=task.export_extras(str(target)))
         result["model_dir"] = str(target)
     elif mode == "predict":
+        if type(task).predict_step is pl.LightningModule.predict_step:
+            raise ZooError(f"domain {cfg.domain!r} has no `predict` ({type(task).__name__} defines no predict_step); use `zoo {cfg.domain} eval`")
         writer = StreamingCSVWriter(cfg.get("output") or out / "predictions.csv")
         trainer = build_trainer(cfg, [writer])
         trainer.predict(task, datamodule=datamodule, return_predictions=False)

@@ -1,0 +1,106 @@
+"""Learning-curve PNG and CartPole episode GIF for a finished run.
+
+The curve is read from the CSV logger's `metrics.csv` of the run that trained
+the policy (mean return of the last 100 episodes against environment steps).
+The GIF is drawn frame by frame with matplotlib from the environment state
+(gymnax has no pixel renderer for torch envs), for CartPole and its POPGym
+variants.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def find_metrics_csv(folders: list[Path]) -> Path | None:
+    """The newest CSV-logger file that holds training returns, in the first folder that has one."""
+    for root in folders:
+        found = [p for p in sorted(root.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime) if "train/return" in p.open().readline()]
+        if found:
+            return found[-1]
+    return None
+
+
+def learning_curve(metrics_csv: Path, out: Path, title: str) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.read_csv(metrics_csv)
+    if "train/return" not in frame or "train/env_steps" not in frame:
+        return None
+    rows = frame[["train/env_steps", "train/return"]].dropna()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rows["train/env_steps"], rows["train/return"], label="train (last 100 episodes)")
+    if "val/return" in frame:
+        val = frame[["step", "val/return"]].dropna()
+        steps = frame[["step", "train/env_steps"]].dropna().drop_duplicates("step").set_index("step")["train/env_steps"]
+        x = steps.reindex(val["step"], method="ffill").to_numpy()
+        ax.plot(x, val["val/return"], "o-", label="validation (greedy)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+@torch.no_grad()
+def cartpole_gif(agent: Any, env: Any, out: Path, seed: int = 0, max_frames: int = 300) -> Path:
+    """Play one greedy episode and draw cart and pole per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    obs, state = env.reset(seed=seed)
+    core = agent.initial_state(1, obs.device)
+    start = torch.ones(1, dtype=torch.bool, device=obs.device)
+    frames = []
+    fig, ax = plt.subplots(figsize=(4, 2.4))
+    for _ in range(max_frames):
+        x, theta = float(state["s"][0, 0]), float(state["s"][0, 2])
+        ax.clear()
+        ax.set_xlim(-2.6, 2.6)
+        ax.set_ylim(-0.3, 1.4)
+        ax.axis("off")
+        ax.plot([-2.4, 2.4], [0, 0], color="gray", lw=1)
+        ax.add_patch(plt.Rectangle((x - 0.25, -0.08), 0.5, 0.16, color="tab:blue"))
+        ax.plot([x, x + np.sin(theta)], [0, np.cos(theta)], color="tab:brown", lw=4)
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        logits, _, core = agent.act(obs, core, start)
+        obs, state, _, done, _ = env.step(state, logits.argmax(-1))
+        start = done
+        if bool(done[0]):
+            break
+    plt.close(fig)
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=40, loop=0)
+    return out
+
+
+def draw_outputs(task: Any, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    train_dir = task.hparams.get("train_dir")
+    metrics = find_metrics_csv([folder] + ([Path(train_dir)] if train_dir else []))
+    if metrics is not None:
+        curve = learning_curve(metrics, folder / "learning_curve.png", f"PPO on {task.hparams.env}")
+        written += [curve] if curve else []
+    if "CartPole" in task.hparams.env and not task.hparams.env.startswith(("meta/", "gymnax/")):
+        written.append(cartpole_gif(task.agent, task.env(1), folder / "episode.gif"))
+    for path in written:
+        log.info("wrote %s", path)
+    return written

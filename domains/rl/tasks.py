@@ -1,0 +1,171 @@
+"""PPO as a LightningModule with manual optimisation.
+
+Each training batch is one PPO iteration: collect `num_envs x rollout_steps`
+transitions with the current policy, then `update_epochs` passes of minibatch
+updates (Schulman et al., 2017) on whole env sequences with episode resets
+inside the policy core (Lu et al., NeurIPS 2023). Validation plays greedy
+episodes from a fixed seed (`val/return`, the checkpoint metric); test reports
+mean/std return over `eval_episodes` episodes from fixed seeds and, in the run
+folder, draws the learning curve and (CartPole-like envs) an episode GIF.
+
+Checkpoints hold the backbone, heads, optimiser and iteration count; the
+environments restart on resume (nothing but the current rollout is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from domains.rl.agent import ActorCriticHeads, Agent
+from domains.rl.envs import make_env
+from domains.rl.hub import load_heads_if_present
+from domains.rl.ppo import PPOConfig, ppo_update
+from domains.rl.rollout import RolloutCollector, evaluate_policy, trial_returns
+from zoo.errors import ZooError
+from zoo.training import BaseTask
+
+log = logging.getLogger(__name__)
+
+#: projection generator seed for held-out meta-RL evaluation (training draws from seed 0's stream).
+HELD_OUT_PROJECTIONS = 10_007
+
+
+class PPOTask(BaseTask):
+    def __init__(
+        self,
+        env: str = "CartPole-v1",
+        env_kwargs: dict | None = None,
+        num_envs: int = 16,
+        rollout_steps: int = 128,
+        num_actions: int = 2,
+        head_hidden: int = 64,
+        ppo: dict | None = None,
+        anneal_lr: bool = True,
+        val_episodes: int = 20,
+        eval_episodes: int = 100,
+        eval_seed: int = 1000,
+        torch_threads: int | None = 1,
+        train_dir: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        self.ppo_config = PPOConfig(**dict(ppo or {}))
+        self.heads = ActorCriticHeads(self.backbone.num_features, num_actions, head_hidden)
+        if load_heads_if_present(self.heads, kwargs.get("weights")):
+            log.info("loaded the actor-critic heads from %s", kwargs.get("weights"))
+        self.agent = Agent(self.backbone, self.heads)
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.collector: RolloutCollector | None = None
+        self.recent_returns: list[float] = []
+
+    # ------------------------------------------------------------------ setup
+
+    def env(self, num_envs: int, **overrides: Any):
+        kwargs = {**dict(self.hparams.env_kwargs or {}), **overrides}
+        return make_env(self.hparams.env, num_envs, self.device, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        wanted = getattr(datamodule, "env", None)
+        if wanted is not None and wanted != self.hparams.env:
+            raise ZooError(f"this checkpoint was trained on env {self.hparams.env!r}, not {wanted!r}; "
+                           f"evaluate it with env={self.hparams.env} or train a new policy")
+        probe = self.env(1)
+        if probe.obs_dim != self.backbone.stem.in_features or probe.num_actions != self.hparams.num_actions:
+            raise ZooError(f"policy expects obs_dim={self.backbone.stem.in_features}, actions={self.hparams.num_actions} "
+                           f"but {self.hparams.env} has {probe.obs_dim}, {probe.num_actions}; check env_kwargs match training")
+
+    def on_fit_start(self) -> None:
+        self._pin_threads()
+        # Saved with the hyper-parameters, so `zoo rl eval` finds this run's learning curve.
+        self.hparams["train_dir"] = str(self.trainer.default_root_dir)
+
+    def on_test_start(self) -> None:
+        self._pin_threads()
+
+    def _pin_threads(self) -> None:
+        # PPO's hot loop is thousands of tiny ops: intra-op threads only add spin-waits, and on a
+        # shared 2-core CPU two threads made an iteration 30x slower (docs/rl.md). Restored on teardown.
+        if self.hparams.torch_threads and not hasattr(self, "_saved_threads"):
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(int(self.hparams.torch_threads))
+
+    def teardown(self, stage: str) -> None:
+        if hasattr(self, "_saved_threads"):
+            torch.set_num_threads(self._saved_threads)
+            del self._saved_threads
+
+    def on_train_start(self) -> None:
+        seed = int(self.trainer.datamodule.seed if self.trainer.datamodule else 0) + int(self.iteration)
+        self.collector = RolloutCollector(self.env(self.hparams.num_envs), self.agent, seed=seed)
+        self.total_iterations = max(1, self.trainer.max_epochs * self.trainer.num_training_batches)
+        self.base_lrs = [group["lr"] for group in self.optimizers().optimizer.param_groups]
+
+    # ------------------------------------------------------------------ training
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        if self.hparams.anneal_lr:
+            frac = 1.0 - float(self.iteration) / self.total_iterations
+            for group, base in zip(optimizer.optimizer.param_groups, self.base_lrs):
+                group["lr"] = base * max(frac, 0.0)
+        rollout = self.collector.collect(self.hparams.rollout_steps)
+        stats = ppo_update(self.agent, rollout, optimizer, self.ppo_config, backward=self.manual_backward)
+        self.iteration += 1
+        self.recent_returns = (self.recent_returns + rollout.episode_returns)[-100:]
+        steps = float(self.iteration) * self.hparams.num_envs * self.hparams.rollout_steps
+        metrics = {f"train/{k}": v for k, v in stats.items()}
+        metrics["train/env_steps"] = steps
+        if self.recent_returns:
+            metrics["train/return"] = sum(self.recent_returns) / len(self.recent_returns)
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
+
+    def configure_optimizers(self):
+        if self.optimizer_spec is None:
+            # Adam with eps 1e-5: a PPO detail from Huang et al. (2022), "The 37 implementation details of PPO".
+            return torch.optim.Adam(self.parameters(), lr=2.5e-4, eps=1e-5)
+        return super().configure_optimizers()
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluate(self, episodes: int, seed: int) -> list[float]:
+        env = self.env(min(episodes, 50))
+        with torch.no_grad():
+            return evaluate_policy(self.agent, env, seed=seed, episodes=episodes)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        returns = self._evaluate(self.hparams.val_episodes, self.hparams.eval_seed)
+        self.log("val/return", sum(returns) / len(returns), prog_bar=True, batch_size=1)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        returns = torch.tensor(self._evaluate(self.hparams.eval_episodes, self.hparams.eval_seed + 1))
+        metrics = {"test/return_mean": returns.mean(), "test/return_std": returns.std(unbiased=False), "test/episodes": float(len(returns))}
+        if self.hparams.env.startswith("meta/"):
+            # In-context adaptation on projections from a generator never used in training.
+            env = self.env(min(self.hparams.eval_episodes, 50), projection_seed=HELD_OUT_PROJECTIONS)
+            with torch.no_grad():
+                table = trial_returns(self.agent, env, self.hparams.eval_seed + 2, self.hparams.eval_episodes)
+            for k, value in enumerate(table.mean(0)):
+                metrics[f"test/heldout_episode{k + 1}_return"] = value
+        self.log_dict(metrics, batch_size=1)
+
+    def on_test_end(self) -> None:
+        from domains.rl.plots import draw_outputs
+
+        folder = Path(self.trainer.default_root_dir)
+        try:
+            draw_outputs(self, folder)
+        except Exception as err:  # plots are a convenience: never lose a finished evaluation to them
+            log.warning("could not draw RL plots in %s: %s", folder, err)
+
+    def export_extras(self, folder: str) -> dict[str, str | bytes]:
+        """The actor-critic heads and env spec beside the backbone (see domains.rl.hub)."""
+        from domains.rl.hub import policy_extras
+
+        return policy_extras(self)
+
