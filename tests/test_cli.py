@@ -7,16 +7,14 @@ as `domains/toy`, the way a lab would add its own domain.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.zoo_cli import REPO, one_line_error, zoo
+
 FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +26,6 @@ def plugin_root(tmp_path_factory) -> Path:
     (toy / "configs" / "__init__.py").write_text("")
     (toy / "__init__.py").write_text('"""A toy counting task (test fixture)."""\nEXAMPLES = ["zoo toy train trainer.max_epochs=1"]\n')
     return root
-
-
-def zoo(*args: str, root: Path, runs: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]), "ZOO_RUNS_DIR": str(runs)}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=root)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_version_list_and_help(plugin_root, tmp_path):

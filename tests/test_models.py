@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
+from cli.main import domains
 from zoo import create_model, list_models
 from zoo.hub import from_pretrained, save_pretrained
 
+# Domains may register backbones of their own (the RL policy cores): load them all, so the
+# list is the same whichever test modules were collected before this one.
+for _domain in domains():
+    importlib.import_module(f"domains.{_domain}")
 TEST_MODELS = list_models("test_*")
 
 

@@ -18,14 +18,6 @@ from zoo.errors import ZooError
 from zoo.registry import create_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def test_short_ppo_run_improves_cartpole_return():
     torch.manual_seed(0)
     env = make_env("CartPole-v1", 8)

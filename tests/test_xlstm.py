@@ -22,16 +22,6 @@ from zoo.registry import create_model
 F64 = dict(dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Every tensor here is tiny: intra-op threads only add OpenMP barriers, and on a shared,
-    # oversubscribed CPU their spin-waiting makes each small op up to ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlstm_inputs(batch=2, heads=3, length=45, dim=8, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch, heads, length, dim, generator=g, dtype=dtype) for _ in range(3))

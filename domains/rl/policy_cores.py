@@ -124,6 +124,11 @@ class MLPCore(SequenceBackbone):
 
 
 @register_model
+def test_policy_cores(**kw) -> RecurrentCore:
+    return RecurrentCore(**{"dim": 32, "cell": "gru", **kw})
+
+
+@register_model
 def gru_policy_small(**kw) -> RecurrentCore:
     return RecurrentCore(**{"dim": 128, "cell": "gru", **kw})
 
