@@ -5,44 +5,36 @@
 (a) `fftconv` (Hyena/H3's long convolution, D channels, kernel as long as the
 sequence) against `F.scaled_dot_product_attention` (one causal head of the same
 width D, no projections: the cheapest attention of that width), forward +
-backward, for L = 1k ... 64k. Attention past the time or memory cap is reported
-as skipped rather than waited for.
+backward, for L = 1k ... 64k (to 1M on CUDA). Attention past the time or memory
+cap is reported as skipped rather than waited for.
 (b) every `linear_scan` method, and the complex scan run as a real one
-(`complex_scan_as_real`, eager and, in the full run, under torch.compile).
+(`complex_scan_as_real`, eager and, in the full CPU run, under torch.compile).
 
-Each case runs in its own process, forked from a server that has already
-imported torch, so its peak resident memory (ru_maxrss) above its resident size
-when the case starts is that case's memory; on CUDA it is
-torch.cuda.max_memory_allocated (the CUDA branch has not been run: no GPU was
-available when this was written). Times are medians of forward+backward after a
-warm-up, as wall-clock and as process CPU time (the latter is what to compare
-on a busy shared CPU, with one thread per case, the default). Nothing asserts a
-time: on a shared machine the numbers are noisy.
+Each case runs in its own process (`benchmarks._harness.run_isolated`), so its
+peak memory is its own: resident size on CPU, torch.cuda.max_memory_allocated on
+CUDA (the CUDA branch has not been run: no GPU was available when this was
+written). Times are medians of forward+backward after a warm-up, as wall-clock
+and as process CPU time (the latter is what to compare on a busy shared CPU,
+with one thread per case, the default).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import queue
-import resource
-import statistics
-import time
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks import _harness as harness
 from zoo.layers.fftconv import fftconv
 from zoo.layers.scan import complex_scan_as_real, linear_scan
 
 LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+CUDA_LENGTHS = [2**k for k in range(10, 21)]  # 1k ... 1M
 SCAN_SIZES = [(32, 1024, 64), (1, 16384, 64), (4, 4096, 64)]  # (batch, length, complex states)
 SCAN_VARIANTS = ["sequential", "loop", "chunked", "parallel", "as_real"]
-
-
-# ---------------------------------------------------------------- inside the case's process
+harness.preload(__name__, "zoo.layers.fftconv", "zoo.layers.scan")
 
 
 def _inputs_and_forward(spec: dict, device: torch.device):
@@ -68,169 +60,98 @@ def _inputs_and_forward(spec: dict, device: torch.device):
     return leaves, forward
 
 
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _fwd_bwd(spec: dict, device: torch.device):
+    leaves, forward = _inputs_and_forward(spec, device)
+    out_grad = torch.randn_like(leaves[1] if spec["kind"] == "scan" else leaves[0]).detach()
+    return lambda: torch.autograd.grad(forward(*leaves), leaves, out_grad)
 
 
-def _run_case(spec: dict, budget_s: float, results) -> None:
+def _case(spec: dict, budget_s: float) -> harness.Row:
+    """Inside the case's process: warm up on a tiny size (lazy library loads), then measure."""
     device = torch.device(spec["device"])
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def fwd_bwd(leaves, forward, out_grad) -> tuple[float, float]:
-        sync()
-        wall, cpu = time.perf_counter(), time.process_time()
-        torch.autograd.grad(forward(*leaves), leaves, out_grad)
-        sync()
-        return time.perf_counter() - wall, time.process_time() - cpu
-
-    def prepared(case: dict):
-        leaves, forward = _inputs_and_forward(case, device)
-        return leaves, forward, torch.randn_like(leaves[1] if case["kind"] == "scan" else leaves[0]).detach()
-
-    fwd_bwd(*prepared({**spec, "batch": 1, "length": 64}))  # load lazily initialised libraries first
-    case = prepared(spec)
-    rss_before = _current_rss_bytes()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        cuda_before = torch.cuda.memory_allocated(device)
-    first, _ = fwd_bwd(*case)
-    repeats = max(1, min(spec["repeats"], int((budget_s - first) / max(first, 1e-6))))
-    wall, cpu = zip(*(fwd_bwd(*case) for _ in range(repeats)))
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) - cuda_before
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-    results.put({"ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu), "first_ms": 1e3 * first,
-                 "peak_mb": max(peak, 0) / 2**20, "repeats": repeats})
+    harness.pin_threads(spec.get("threads"))
+    _fwd_bwd({**spec, "batch": 1, "length": 64}, device)()
+    return harness.measure(_fwd_bwd(spec, device), spec["repeats"], device, budget_s=budget_s)
 
 
-# ---------------------------------------------------------------- orchestration
-
-
-def _context() -> mp.context.BaseContext:
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
-
-
-def run_case(spec: dict, timeout_s: float = 60.0, mem_cap_gb: float = 8.0) -> dict:
-    """Run one case in a fresh process; {'ms', 'peak_mb', ...} or {'skipped': reason}."""
-    ctx = _context()
-    results = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(spec, 0.6 * timeout_s, results))
-    proc.start()
-    start, reason = time.monotonic(), None
-    while proc.is_alive() and reason is None:
-        proc.join(0.2)
-        try:
-            with open(f"/proc/{proc.pid}/statm") as statm:
-                rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
-            rss = 0
-        if time.monotonic() - start > timeout_s:
-            reason = f"skipped: >{timeout_s:g} s"
-        elif rss > mem_cap_gb * 2**30:
-            reason = f"skipped: >{mem_cap_gb:g} GB"
-    if reason:
-        proc.kill()
-        proc.join()
-        return {"skipped": reason}
-    try:
-        return results.get(timeout=5)
-    except queue.Empty:
-        return {"skipped": f"failed (exit code {proc.exitcode})"}
+def run_case(spec: dict, timeout_s: float = 60.0, mem_cap_gb: float = 8.0, skip_larger: harness.SkipLarger | None = None) -> harness.Row:
+    """One case in a fresh process: {'ms', 'cpu_ms', 'first_ms', 'peak_mb', 'repeats'} or {'skipped': reason}."""
+    run = skip_larger.run if skip_larger else harness.run_isolated
+    return run(_case, spec, 0.6 * timeout_s, timeout_s=timeout_s, mem_cap_gb=mem_cap_gb)
 
 
 def bench_fftconv_vs_attention(lengths=LENGTHS, width: int = 64, batch: int = 1, device: str = "cpu", threads: int | None = None,
                                repeats: int = 5, timeout_s: float = 60.0, mem_cap_gb: float = 8.0,
-                               attention_max_length: int | None = None) -> list[dict]:
+                               attention_max_length: int | None = None) -> list[harness.Row]:
     """One row per length: fwd+bwd wall and CPU ms and peak MB of fftconv and of causal SDPA, and the time ratio."""
-    rows, attention_capped = [], None
+    rows, attention = [], harness.SkipLarger()
     key, label = ("cpu_ms", "cpu ms") if device == "cpu" else ("ms", "ms")  # CPU time is robust to the neighbours' load
     for length in lengths:
         spec = {"batch": batch, "length": length, "width": width, "device": device, "threads": threads, "repeats": repeats}
         conv = run_case({**spec, "kind": "fftconv"}, timeout_s, mem_cap_gb)
-        if attention_capped:  # a longer sequence than one that hit the cap: do not wait again
-            attn = {"skipped": attention_capped}
-        elif attention_max_length and length > attention_max_length:
+        if attention_max_length and length > attention_max_length:
             attn = {"skipped": f"not run (L > {attention_max_length})"}
         else:
-            attn = run_case({**spec, "kind": "attention"}, timeout_s, mem_cap_gb)
-            attention_capped = attn.get("skipped")
+            attn = run_case({**spec, "kind": "attention"}, timeout_s, mem_cap_gb, attention)
         rows.append({
             "L": length,
-            "fftconv ms": conv.get("ms", conv.get("skipped")),
+            "fftconv ms": harness.value_or_reason(conv),
             "fftconv cpu ms": conv.get("cpu_ms"),
             "fftconv MB": conv.get("peak_mb"),
-            "attention ms": attn.get("ms", attn.get("skipped")),
+            "attention ms": harness.value_or_reason(attn),
             "attention cpu ms": attn.get("cpu_ms"),
             "attention MB": attn.get("peak_mb"),
-            f"attention / fftconv ({label})": attn[key] / conv[key] if key in attn and key in conv else None,
+            f"attention / fftconv ({label})": harness.ratio(attn, conv, key),
         })
     return rows
 
 
 def bench_scans(sizes=SCAN_SIZES, variants=SCAN_VARIANTS, device: str = "cpu", threads: int | None = None, repeats: int = 5,
-                timeout_s: float = 60.0, mem_cap_gb: float = 8.0, compile_real: bool = False) -> list[dict]:
+                timeout_s: float = 60.0, mem_cap_gb: float = 8.0, compile_real: bool = False) -> list[harness.Row]:
     """One row per (size, variant), complex64 states: fwd+bwd wall and CPU ms, peak MB, time relative to "loop"."""
     rows = []
     variants = list(variants) + (["as_real+compile"] if compile_real else [])
+    key = "cpu_ms" if device == "cpu" else "ms"
     for batch, length, states in sizes:
-        size_rows = []
+        results = {}
         for variant in variants:
             compiled = variant.endswith("+compile")
             spec = {"kind": "scan", "method": variant.split("+")[0], "compile": compiled, "complex": True, "batch": batch,
                     "length": length, "width": states, "device": device, "threads": threads, "repeats": repeats}
-            res = run_case(spec, timeout_s * (4 if compiled else 1), mem_cap_gb)
-            size_rows.append({"B x L x S": f"{batch}x{length}x{states}", "method": variant,
-                              "ms": res.get("ms", res.get("skipped")), "cpu ms": res.get("cpu_ms"),
-                              "first call ms": res.get("first_ms"), "peak MB": res.get("peak_mb")})
-        key = "cpu ms" if device == "cpu" else "ms"
-        loop_ms = next((r[key] for r in size_rows if r["method"] == "loop"), None)
-        for row in size_rows:
-            both = isinstance(row[key], float) and isinstance(loop_ms, float)
-            row[f"{key} / loop"] = row[key] / loop_ms if both else None
-        rows += size_rows
+            results[variant] = run_case(spec, timeout_s * (4 if compiled else 1), mem_cap_gb)
+        for variant, res in results.items():
+            rows.append({"B x L x S": f"{batch}x{length}x{states}", "method": variant,
+                         "ms": harness.value_or_reason(res), "cpu ms": res.get("cpu_ms"),
+                         "first call ms": res.get("first_ms"), "peak MB": res.get("peak_mb"),
+                         f"{key.replace('_', ' ')} / loop": harness.ratio(res, results.get("loop", {}), key)})
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    def cell(value) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-        return str(value)
-
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
+def sections(quick: bool, device: str = "cpu", threads: int | None = 1) -> list[harness.Section]:
+    """The two tables; `quick` keeps to three lengths and one scan size (attention up to 16k)."""
+    common = {"device": device, "threads": threads}
+    if quick:
+        conv_rows = bench_fftconv_vs_attention([1024, 4096, 16384], repeats=2, timeout_s=30, **common)
+        scan_rows = bench_scans([(32, 1024, 64)], repeats=2, timeout_s=20, **common)
+    else:
+        lengths = CUDA_LENGTHS if device == "cuda" else LENGTHS
+        conv_rows = bench_fftconv_vs_attention(lengths, timeout_s=150, **common)
+        scan_rows = bench_scans(compile_real=device == "cpu", **common)
+    return [("fftconv vs attention (width 64, batch 1, causal), fwd+bwd", conv_rows),
+            ("linear_scan methods (complex64 states), fwd+bwd", scan_rows)]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats; finishes in under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per case; 0 for torch's default. Default 1: on a shared CPU, "
                              "multi-threaded timings mostly measure the neighbours' load")
     args = parser.parse_args(argv)
-    common = {"device": args.device, "threads": args.threads or None}
-    threads = args.threads or torch.get_num_threads()
-    print(f"torch {torch.__version__}, {args.device}, {threads} thread(s) of {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; fwd+bwd medians (wall and process CPU time); shared machine, noisy\n")
-    if args.quick:
-        conv_rows = bench_fftconv_vs_attention([1024, 4096, 16384], repeats=2, timeout_s=20, attention_max_length=4096, **common)
-        scan_rows = bench_scans([(32, 1024, 64)], repeats=2, timeout_s=20, **common)
-    else:
-        conv_rows = bench_fftconv_vs_attention(timeout_s=150, **common)
-        scan_rows = bench_scans(compile_real=args.device == "cpu", **common)
-    print("## fftconv vs attention (width 64, batch 1, causal)\n\n" + markdown_table(conv_rows) + "\n")
-    print("## linear_scan methods (complex64 states)\n\n" + markdown_table(scan_rows))
+    threads = args.threads or None
+    print(harness.machine_description(threads) + "\n")
+    print(harness.format_sections(sections(args.quick, args.device, threads)))
 
 
 if __name__ == "__main__":

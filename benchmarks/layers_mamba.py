@@ -3,33 +3,33 @@
 CPU: our chunked selective scan (only chunk-start states kept) against the naive
 one that materialises every state (B, L, d_inner, d_state) and lets autograd
 keep them, at L = 1k, 4k, 16k. Wall time and process CPU time are both shown:
-on a shared machine the CPU time is the steadier of the two. Peak memory is
-measured in a fresh subprocess per configuration (VmHWM, reset after a warm-up
-step, above the resident size before the measured step), so that the peak
-belongs to that configuration alone.
+on a shared machine the CPU time is the steadier of the two. Each measurement
+runs in a fresh process (`benchmarks._harness.run_isolated`): the times in one,
+the peak memory in another, where a fixed glibc mmap threshold makes the
+resident size follow the live tensors (it adds page faults, hence the separate
+timing); the peak is that of one step after a warm-up step, above the resident
+size before it.
 
 GPU: mamba-ssm's fused kernels against our pure-PyTorch path, when CUDA and
-mamba-ssm are present; otherwise the section says it was skipped.
+mamba-ssm are present; otherwise a row says why it was skipped.
 
-    python -m benchmarks.layers_mamba [--quick] [--d-model 128] [--batch 1]
+    python -m benchmarks.layers_mamba [--quick] [--d-model 64] [--batch 1] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
-import sys
-import time
 from unittest import mock
 
 import torch
 
+from benchmarks import _harness as harness
 from zoo.layers import mamba as mamba_layer
 from zoo.layers.scan import linear_scan
 
 IMPLS = ("chunked", "naive")
+LENGTHS = (1024, 4096, 16384)
+harness.preload(__name__, "zoo.layers.mamba")
 
 
 def naive_selective_scan(u, delta, A, B, C, D=None, z=None, reset=None, **_):
@@ -39,17 +39,6 @@ def naive_selective_scan(u, delta, A, B, C, D=None, z=None, reset=None, **_):
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
     y = torch.einsum("bldn,bln->bld", linear_scan(decay, drive, reset=reset), C) + u * D.float()
     return y * torch.nn.functional.silu(z.float())
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
-
-def _reset_peak_resident() -> None:
-    # Linux: writing 5 to clear_refs resets VmHWM, so the warm-up's one-time allocations do not count.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def _fwd_bwd(impl: str, length: int, d_model: int, batch: int):
@@ -68,88 +57,74 @@ def _fwd_bwd(impl: str, length: int, d_model: int, batch: int):
     return run
 
 
-def time_cpu(impl: str, length: int, d_model: int, batch: int, repeats: int) -> dict:
-    """Median wall and process-CPU time of fwd+bwd after one warm-up step."""
-    run = _fwd_bwd(impl, length, d_model, batch)
-    run()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"device": "cpu", "impl": impl, "L": length, "d_model": d_model, "batch": batch,
-            "fwd+bwd ms": round(1000 * statistics.median(walls), 1), "cpu-time ms": round(1000 * statistics.median(cpus), 1)}
+def _time_case(impl: str, length: int, d_model: int, batch: int, repeats: int, threads: int | None) -> harness.Row:
+    harness.pin_threads(threads)
+    return harness.time_calls(_fwd_bwd(impl, length, d_model, batch), repeats)
 
 
-def peak_cpu_mb(impl: str, length: int, d_model: int, batch: int) -> float:
-    """Peak resident memory of one fwd+bwd above the resident size before it, in a fresh subprocess.
-
-    A fixed mmap threshold returns every large free to the OS at once, so RSS follows the
-    live tensors (it also adds page faults to every allocation, hence the separate timing).
-    """
-    cmd = [sys.executable, "-m", "benchmarks.layers_mamba", "--peak", impl, str(length), str(d_model), str(batch)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    return float(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.split()[-1])
-
-
-def _peak_here(impl: str, length: int, d_model: int, batch: int) -> float:
+def _peak_case(impl: str, length: int, d_model: int, batch: int, threads: int | None) -> harness.Row:
+    harness.pin_threads(threads)
+    harness.fix_mmap_threshold()
     run = _fwd_bwd(impl, length, d_model, batch)
     run()  # the warm-up's one-time allocations do not count
-    _reset_peak_resident()
-    before = _status_bytes("VmRSS")
-    run()
-    return round(max(_status_bytes("VmHWM") - before, 0) / 2**20, 1)
+    _, peak = harness.peak_rss_mb(run)
+    return {"peak_mb": peak}
 
 
-def cpu_rows(lengths, d_model: int, batch: int, repeats: int, naive_max: int) -> list[dict]:
+def cpu_rows(lengths, d_model: int, batch: int, repeats: int, naive_max: int, threads: int | None = 1,
+             timeout_s: float = 300.0) -> list[harness.Row]:
+    """One row per length: chunked and naive fwd+bwd ms, CPU ms and peak MB, and naive / chunked ratios."""
     rows = []
     for length in lengths:
+        res = {}
         for impl in IMPLS:
             if impl == "naive" and length > naive_max:
+                res[impl] = {"skipped": f"not run (L > {naive_max})"}
                 continue
-            row = time_cpu(impl, length, d_model, batch, repeats)
-            rows.append({**row, "peak MB": peak_cpu_mb(impl, length, d_model, batch)})
+            timing = harness.run_isolated(_time_case, impl, length, d_model, batch, repeats, threads, timeout_s=timeout_s)
+            if "skipped" not in timing:
+                timing.update(harness.run_isolated(_peak_case, impl, length, d_model, batch, threads, timeout_s=timeout_s))
+            res[impl] = timing
+        chunked, naive = res["chunked"], res["naive"]
+        rows.append({
+            "L": length, "d_model": d_model, "batch": batch,
+            "chunked ms": harness.value_or_reason(chunked), "chunked cpu ms": chunked.get("cpu_ms"),
+            "chunked MB": chunked.get("peak_mb"),
+            "naive ms": harness.value_or_reason(naive), "naive cpu ms": naive.get("cpu_ms"), "naive MB": naive.get("peak_mb"),
+            "naive / chunked cpu ms": harness.ratio(naive, chunked, "cpu_ms"),
+            "naive / chunked MB": harness.ratio(naive, chunked, "peak_mb"),
+        })
     return rows
 
 
-def _cuda_time(fn, repeats: int) -> tuple[float, float]:
-    fn()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / repeats, (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
-def gpu_rows(lengths, d_model: int, batch: int, repeats: int) -> list[dict] | str:
-    """mamba-ssm kernels vs the pure path on CUDA, or the reason it was skipped."""
+def gpu_rows(lengths, d_model: int, batch: int, repeats: int) -> list[harness.Row]:
+    """mamba-ssm kernels vs the pure path on CUDA, or one row saying why not."""
     if not torch.cuda.is_available():
-        return "skipped: no CUDA"
+        return [{"impl": "mamba-ssm vs pure PyTorch", "result": "skipped: no CUDA"}]
     if not mamba_layer.has_mamba_kernels():
-        return "skipped: CUDA present but mamba-ssm / causal-conv1d kernels are not installed"
+        return [{"impl": "mamba-ssm vs pure PyTorch", "result": "skipped: mamba-ssm / causal-conv1d kernels not installed"}]
     rows = []
     for length in lengths:
         hidden = torch.randn(batch, length, d_model, device="cuda", requires_grad=True)
+        res = {}
         for impl, use_kernels in (("mamba-ssm", True), ("pure", False)):
             torch.manual_seed(0)
             block = mamba_layer.Mamba(d_model, use_kernels=use_kernels).cuda()
-            ms, mb = _cuda_time(lambda: block(hidden).square().mean().backward(), repeats)
-            rows.append({"device": torch.cuda.get_device_name(), "impl": impl, "L": length, "d_model": d_model,
-                         "batch": batch, "fwd+bwd ms": round(ms, 2), "peak MB": round(mb, 1)})
+            res[impl] = harness.measure(lambda: block(hidden).square().mean().backward(), repeats, "cuda")
+        rows.append({"device": torch.cuda.get_device_name(), "L": length, "d_model": d_model, "batch": batch,
+                     "mamba-ssm ms": res["mamba-ssm"]["ms"], "mamba-ssm MB": res["mamba-ssm"]["peak_mb"],
+                     "pure ms": res["pure"]["ms"], "pure MB": res["pure"]["peak_mb"],
+                     "pure / mamba-ssm ms": harness.ratio(res["pure"], res["mamba-ssm"], "ms")})
     return rows
 
 
-def to_markdown(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
+def sections(quick: bool, d_model: int = 64, batch: int = 1, threads: int | None = 1) -> list[harness.Section]:
+    """`quick`: one timed repeat, naive path up to 4k."""
+    repeats = 1 if quick else 3
+    cpu = cpu_rows(LENGTHS, d_model, batch, repeats, naive_max=4096 if quick else 16384, threads=threads)
+    gpu = gpu_rows(LENGTHS, max(d_model, 256), max(batch, 4), 10)
+    return [("Mamba block fwd+bwd, CPU: chunked vs naive selective scan", cpu),
+            ("Mamba block fwd+bwd, GPU: mamba-ssm kernels vs pure PyTorch", gpu)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,19 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one timed repeat, naive path up to 4k")
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--peak", nargs=4, metavar=("IMPL", "L", "D_MODEL", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case, 0 for torch's default")
     args = parser.parse_args(argv)
-    if args.peak:
-        impl, *numbers = args.peak
-        print(_peak_here(impl, *map(int, numbers)))
-        return
-    lengths = (1024, 4096, 16384)
-    repeats = 1 if args.quick else 3
-    print(f"## Mamba block fwd+bwd, CPU ({torch.get_num_threads()} threads), d_model={args.d_model}, batch={args.batch}\n")
-    print(to_markdown(cpu_rows(lengths, args.d_model, args.batch, repeats, naive_max=4096 if args.quick else 16384)))
-    print("\n## GPU: mamba-ssm kernels vs pure PyTorch\n")
-    gpu = gpu_rows(lengths, max(args.d_model, 256), max(args.batch, 4), 10)
-    print(gpu if isinstance(gpu, str) else to_markdown(gpu))
+    threads = args.threads or None
+    print(harness.machine_description(threads) + "\n")
+    print(harness.format_sections(sections(args.quick, args.d_model, args.batch, threads)))
 
 
 if __name__ == "__main__":

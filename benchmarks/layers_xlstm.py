@@ -9,23 +9,21 @@ stopped past a time or memory cap and reported as skipped.
 (b) sLSTM layer, forward + backward: ours (sequential loop, hand-written backward) and,
 in the full run and where it finishes within the cap, the package's CPU ("vanilla") backend.
 
-Each case runs in its own process (forkserver), so its peak resident memory above the
-resident size at the start of the case is that case's memory. Times are medians of
-forward+backward after a warm-up. Nothing asserts a time: on a shared CPU the numbers are noisy.
+Each case runs in its own process (`benchmarks._harness.run_isolated`), so its peak
+resident memory above the resident size at the start of the measured calls is that
+case's memory. Times are medians of forward+backward after a warm-up call.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import resource
-import statistics
-import time
 
 import torch
 
+from benchmarks import _harness as harness
+
 WIDTH, HEADS, BATCH = 128, 4, 1
+harness.preload(__name__, "zoo.layers.xlstm_mlstm", "zoo.layers.xlstm_slstm", "xlstm")
 
 
 def _layer(kind: str, length: int) -> torch.nn.Module:
@@ -48,119 +46,63 @@ def _layer(kind: str, length: int) -> torch.nn.Module:
     return layer
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _run_case(kind: str, length: int, threads: int | None, repeats: int, cap_s: float, results) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-
-    def fwd_bwd(layer, x) -> float:
-        start = time.perf_counter()
-        layer(x).square().mean().backward()
-        return time.perf_counter() - start
-
-    fwd_bwd(_layer(kind, 64), torch.randn(BATCH, 64, WIDTH, requires_grad=True))  # load libraries first
+def _fwd_bwd(kind: str, length: int):
     layer, x = _layer(kind, length), torch.randn(BATCH, length, WIDTH, requires_grad=True)
-    before = _rss_bytes()
-    times = [fwd_bwd(layer, x)]
-    if times[0] > cap_s:
-        results.put({"skipped": f"skipped: {times[0]:.0f} s > {cap_s:g} s"})
-        return
-    times += [fwd_bwd(layer, x) for _ in range(repeats - 1)]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    results.put({"ms": 1e3 * statistics.median(times), "MB": max(peak, 0) / 2**20})
+    return lambda: layer(x).square().mean().backward()
 
 
-def run_case(kind: str, length: int, threads: int | None, repeats: int, cap_s: float, mem_cap_gb: float) -> dict:
-    """Fwd+bwd of one layer at one length in a fresh process: {'ms', 'MB'} or {'skipped': why}.
-
-    Skipped when one fwd+bwd takes longer than `cap_s` or the process outgrows `mem_cap_gb`.
-    """
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "zoo.layers.xlstm_mlstm", "zoo.layers.xlstm_slstm", "xlstm"])  # import once
-    results = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(kind, length, threads, repeats, cap_s, results))
-    proc.start()
-    timeout_s = 30.0 + cap_s * (repeats + 1)  # process start and warm-up, then the repeats
-    start, reason = time.monotonic(), None
-    while proc.is_alive() and reason is None:
-        proc.join(0.1)
-        try:
-            with open(f"/proc/{proc.pid}/statm") as statm:
-                rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            rss = 0
-        if time.monotonic() - start > timeout_s:
-            reason = f"skipped: >{cap_s:g} s"
-        elif rss > mem_cap_gb * 2**30:
-            reason = f"skipped: >{mem_cap_gb:g} GB"
-    if reason:
-        proc.kill()
-        proc.join()
-        return {"skipped": reason}
-    if proc.exitcode != 0 or results.empty():
-        return {"skipped": f"failed (exit code {proc.exitcode})"}
-    return results.get()
+def _case(kind: str, length: int, threads: int | None, repeats: int, cap_s: float) -> harness.Row:
+    """Inside the case's process: warm up on 64 steps (library loads), then measure; `Skip` if one call > cap_s."""
+    harness.pin_threads(threads)
+    torch.manual_seed(0)
+    _fwd_bwd(kind, 64)()
+    return harness.measure(_fwd_bwd(kind, length), repeats, cap_s=cap_s)
 
 
 def compare(ours: str, theirs: str | None, lengths: list[int], threads: int | None, repeats: int, cap_s: float,
-            mem_cap_gb: float) -> list[dict]:
-    """One row per length: our and (unless `theirs` is None) the package's fwd+bwd ms and peak MB, and the time ratio."""
-    rows, capped = [], None if theirs else "not run"
+            mem_cap_gb: float) -> list[harness.Row]:
+    """One row per length: our and (unless `theirs` is None) the package's fwd+bwd ms and peak MB, and the time ratio.
+
+    A case is skipped when one fwd+bwd takes longer than `cap_s` or its process outgrows `mem_cap_gb`.
+    """
+    caps = {"timeout_s": 30.0 + cap_s * (repeats + 1), "mem_cap_gb": mem_cap_gb}  # start and warm-up, then the calls
+    rows, package = [], harness.SkipLarger(None if theirs else "not run")
     for length in lengths:
-        mine = run_case(ours, length, threads, repeats, cap_s, mem_cap_gb)
-        # a longer sequence than one that hit the cap would only hit it again
-        other = {"skipped": capped} if capped else run_case(theirs, length, threads, repeats, cap_s, mem_cap_gb)
-        capped = capped or other.get("skipped")
+        mine = harness.run_isolated(_case, ours, length, threads, repeats, cap_s, **caps)
+        other = package.run(_case, theirs, length, threads, repeats, cap_s, **caps)
         rows.append({
             "L": length,
-            f"{ours} ms": mine.get("ms", mine.get("skipped")),
-            f"{ours} MB": mine.get("MB"),
-            f"{theirs or 'package'} ms": other.get("ms", other.get("skipped")),
-            f"{theirs or 'package'} MB": other.get("MB"),
-            "package / ours time": other["ms"] / mine["ms"] if "ms" in other and "ms" in mine else None,
+            f"{ours} ms": harness.value_or_reason(mine),
+            f"{ours} cpu ms": mine.get("cpu_ms"),
+            f"{ours} MB": mine.get("peak_mb"),
+            f"{theirs or 'package'} ms": harness.value_or_reason(other),
+            f"{theirs or 'package'} cpu ms": other.get("cpu_ms"),
+            f"{theirs or 'package'} MB": other.get("peak_mb"),
+            "package / ours cpu ms": harness.ratio(other, mine, "cpu_ms"),
         })
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    def cell(value) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-        return str(value)
-
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return "\n".join(lines + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
+def sections(quick: bool, threads: int | None = 1) -> list[harness.Section]:
+    """`quick`: one timed call per case, mLSTM to 4k, our sLSTM only."""
+    setup = dict(threads=threads, repeats=1 if quick else 3, cap_s=20.0, mem_cap_gb=6.0)
+    m_lengths = [512, 1024, 2048, 4096] + ([] if quick else [8192])
+    return [("mLSTM layer fwd+bwd: ours (chunkwise) vs xlstm package (parallel)",
+             compare("ours mLSTM", "xlstm mLSTM", m_lengths, **setup)),
+            ("sLSTM layer fwd+bwd: ours (loop + hand-written backward) vs xlstm package (vanilla backend)",
+             compare("ours sLSTM", None if quick else "xlstm sLSTM", [1024, 4096], **setup))]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats; under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per case, 0 for torch's default; 1 by default because on a shared CPU "
                              "multi-threaded timings mostly measure the neighbours' load")
     args = parser.parse_args(argv)
     threads = args.threads or None
-    print(f"torch {torch.__version__}, CPU, {threads or torch.get_num_threads()} thread(s) of {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}; width {WIDTH}, {HEADS} heads, batch {BATCH}; fwd+bwd medians\n")
-    if args.quick:
-        setup = dict(threads=threads, repeats=1, cap_s=20.0, mem_cap_gb=6.0)
-        m_rows = compare("ours mLSTM", "xlstm mLSTM", [512, 1024, 2048, 4096], **setup)
-        s_rows = compare("ours sLSTM", None, [1024, 4096], **setup)
-    else:
-        setup = dict(threads=threads, repeats=3, cap_s=20.0, mem_cap_gb=6.0)
-        m_rows = compare("ours mLSTM", "xlstm mLSTM", [512, 1024, 2048, 4096, 8192], **setup)
-        s_rows = compare("ours sLSTM", "xlstm sLSTM", [1024, 4096], **setup)
-    print("## mLSTM layer: ours (chunkwise) vs xlstm package (parallel)\n\n" + markdown_table(m_rows) + "\n")
-    print("## sLSTM layer: ours (loop + hand-written backward) vs xlstm package (vanilla backend)\n\n"
-          + markdown_table(s_rows))
+    print(harness.machine_description(threads) + f"; width {WIDTH}, {HEADS} heads, batch {BATCH}\n")
+    print(harness.format_sections(sections(args.quick, threads)))
 
 
 if __name__ == "__main__":
