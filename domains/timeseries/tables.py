@@ -1,0 +1,170 @@
+"""Reading the user's series: wide or long CSV/Parquet, checked row by row.
+
+Wide (the ETT layout): a date column and one numeric column per channel.
+Long (neuralforecast's layout): columns `unique_id`, `ds`, `y`; each id becomes a channel.
+
+Problems are reported as one `DataError` naming the file, column and line (CSV line
+numbers count the header as line 1; Parquet rows count from 1). Missing values and
+missing timestamps are errors unless a fill policy is chosen (`fill`):
+`interpolate` (linear in time, edges held), `ffill` (carry forward, then back at the
+start) or `zero`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from zoo.errors import DataError
+
+FILL_POLICIES = ("error", "interpolate", "ffill", "zero")
+
+
+def _where(path: str, row: int, parquet: bool) -> str:
+    return f"{path} row {row + 1}" if parquet else f"{path}:{row + 2}"
+
+
+def read_file(path: str) -> tuple[pd.DataFrame, bool]:
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{path}: no such file; give data.path=<file.csv|file.parquet>")
+    suffix = file.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(file), True
+    if suffix in (".csv", ".tsv", ".txt"):
+        try:
+            return pd.read_csv(file, sep="\t" if suffix == ".tsv" else ","), False
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from err
+    raise DataError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def _parse_dates(values: pd.Series, path: str, column: str, parquet: bool) -> pd.DatetimeIndex:
+    dates = pd.to_datetime(values, errors="coerce")  # the format is inferred from the first row
+    bad = np.flatnonzero(dates.isna().to_numpy())
+    if len(bad):
+        raise DataError(f"{_where(path, bad[0], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp")
+    return pd.DatetimeIndex(dates)
+
+
+def long_to_wide(frame: pd.DataFrame, path: str, id_col: str, ds_col: str, y_col: str, parquet: bool) -> pd.DataFrame:
+    """One column per `unique_id`, indexed by `ds` (rows may come in any order)."""
+    dates = _parse_dates(frame[ds_col], path, ds_col, parquet)
+    keys = pd.DataFrame({"id": frame[id_col].astype(str).to_numpy(), "ds": dates})
+    duplicated = np.flatnonzero(keys.duplicated().to_numpy())
+    if len(duplicated):
+        row = duplicated[0]
+        raise DataError(f"{_where(path, row, parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)")
+    values = _numeric(frame[y_col], path, y_col, parquet)
+    wide = pd.DataFrame({"id": keys.id, "ds": dates, "y": values}).pivot(index="ds", columns="id", values="y")
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.sort_index()
+
+
+def _numeric(values: pd.Series, path: str, column: str, parquet: bool) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy() & values.notna().to_numpy())
+    if len(bad):
+        raise DataError(
+            f"{_where(path, bad[0], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a number; "
+            "fix it, or choose the numeric columns with data.columns=[...]"
+        )
+    return numbers.to_numpy(dtype=np.float64)
+
+
+def wide_frame(frame: pd.DataFrame, path: str, date_col: str, columns: list[str] | None, parquet: bool) -> pd.DataFrame:
+    """Validated wide frame: strictly increasing DatetimeIndex, float columns."""
+    if date_col not in frame.columns:
+        raise DataError(f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set data.date_col=<name>")
+    dates = _parse_dates(frame[date_col], path, date_col, parquet)
+    steps = np.diff(dates.asi8)
+    if (steps == 0).any():
+        row = int(np.flatnonzero(steps == 0)[0]) + 1
+        raise DataError(f"{_where(path, row, parquet)}: duplicate timestamp {dates[row]} (also on the previous row); keep one row per timestamp")
+    if (steps < 0).any():
+        row = int(np.flatnonzero(steps < 0)[0]) + 1
+        raise DataError(f"{_where(path, row, parquet)}: timestamp {dates[row]} is earlier than the row before ({dates[row - 1]}); sort the file by {date_col!r}")
+    names = columns or [c for c in frame.columns if c != date_col]
+    unknown = [c for c in names if c not in frame.columns]
+    if unknown:
+        raise DataError(f"{path}: no column {unknown[0]!r} (columns: {', '.join(map(str, frame.columns))}); fix data.columns")
+    if not names:
+        raise DataError(f"{path}: no value columns besides {date_col!r}")
+    values = {str(c): _numeric(frame[c], path, str(c), parquet) for c in names}
+    return pd.DataFrame(values, index=dates)
+
+
+def infer_frequency(index: pd.DatetimeIndex, path: str) -> str:
+    """Pandas alias of the sampling step; with gaps, the most common step."""
+    if len(index) < 3:
+        raise DataError(f"{path}: {len(index)} timestamps are too few to tell the frequency; set data.freq")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas 3 announces an offset return type; freqstr reads both
+        inferred = pd.infer_freq(index)
+    freq = getattr(inferred, "freqstr", inferred)
+    if freq is None:
+        steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
+        step = pd.Timedelta(int(steps[counts.argmax()]), unit="ns")
+        if step >= pd.Timedelta(days=28):
+            raise DataError(f"{path}: cannot infer the frequency of irregular monthly-or-longer timestamps; set data.freq (e.g. MS, QS, YS)")
+        freq = to_offset(step).freqstr
+    return freq
+
+
+def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str) -> pd.DataFrame:
+    """Put the frame on its regular grid and handle missing timestamps and values by `fill`."""
+    if fill not in FILL_POLICIES:
+        raise DataError(f"data.fill={fill!r}; choose one of {', '.join(FILL_POLICIES)}")
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
+    off_grid = frame.index.difference(grid)
+    if len(off_grid):
+        raise DataError(f"{path}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq")
+    missing = grid.difference(frame.index)
+    if fill == "error":
+        if len(missing):
+            raise DataError(f"{path}: {len(missing)} timestamps missing at frequency {freq!r}, first {missing[0]}; "
+                            "fill them with data.fill=interpolate|ffill|zero, or set data.freq")
+        nan_rows, nan_cols = np.nonzero(frame.isna().to_numpy())
+        if len(nan_rows):
+            raise DataError(f"{path}: column {frame.columns[nan_cols[0]]!r} is empty at {frame.index[nan_rows[0]]}; "
+                            "fill missing values with data.fill=interpolate|ffill|zero")
+        return frame
+    frame = frame.reindex(grid)
+    empty = [c for c in frame.columns if frame[c].isna().all()]
+    if empty:
+        raise DataError(f"{path}: column {empty[0]!r} has no values at all")
+    if fill == "interpolate":
+        return frame.interpolate(method="time", limit_direction="both")
+    if fill == "ffill":
+        return frame.ffill().bfill()
+    return frame.fillna(0.0)
+
+
+def load_series(path: str, date_col: str = "date", columns: list[str] | None = None, layout: str = "auto",
+                fill: str = "error", freq: str | None = None, id_col: str = "unique_id", ds_col: str = "ds", y_col: str = "y") -> tuple[pd.DataFrame, str]:
+    """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias)."""
+    raw, parquet = read_file(path)
+    if raw.empty:
+        raise DataError(f"{path}: the file has no rows")
+    is_long = layout == "long" or (layout == "auto" and {id_col, ds_col, y_col} <= set(raw.columns))
+    if layout not in ("auto", "wide", "long"):
+        raise DataError(f"data.layout={layout!r}; choose auto, wide or long")
+    if is_long:
+        missing = [c for c in (id_col, ds_col, y_col) if c not in raw.columns]
+        if missing:
+            raise DataError(f"{path}: long layout needs columns {id_col!r}, {ds_col!r}, {y_col!r}; {missing[0]!r} is absent")
+        frame = long_to_wide(raw, path, id_col, ds_col, y_col, parquet)
+        unknown = [c for c in columns or [] if c not in frame.columns]
+        if unknown:
+            raise DataError(f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(frame.columns[:10])}); fix data.columns")
+        frame = frame[columns] if columns else frame
+    else:
+        frame = wide_frame(raw, path, date_col, columns, parquet)
+    freq = freq or infer_frequency(frame.index, path)
+    frame = fill_missing(frame, freq, fill, path)
+    frame.index.name = None
+    return frame, freq

@@ -1,0 +1,181 @@
+"""Forecasting with any registered model: Informer, AR-Net, DLinear/NLinear or a sequence backbone.
+
+How a model is driven depends on its family (`forecaster` attribute of the model class):
+- `encoder_decoder` (Informer): the official call, decoder fed `label_len` known steps + zeros.
+- `window` (DLinear, NLinear): the window maps straight to the horizon.
+- `autoregressive` (AR-Net): each forecast channel is its own univariate series (channel-independent).
+- any other backbone: `forward_features` over the window, pooled (`head_pool`, default the last
+  step) into a linear head of width horizon x channels, i.e. the backbone's own classifier head.
+Inputs are standardised with the training split's statistics (stored in the checkpoint);
+the loss is on that scale, as in the Informer paper. `instance_norm` additionally
+standardises each window by its own mean and std and restores them on the output
+(RevIN without the affine part: Kim et al., "Reversible Instance Normalization for
+Accurate Time-Series Forecasting against Distribution Shift", ICLR 2022), which
+lets any model follow a trend beyond the training range. Val/test log MSE, MAE, RMSE, MAPE,
+sMAPE and MASE on the standardised scale (`test/mse`, ...) and on the original one
+(`test/original/mse`, ...).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+
+from domains.timeseries.metrics import ForecastErrors
+from zoo.errors import ZooError
+from zoo.models.arnet import sparsity_lambda
+from zoo.registry import model_family
+from zoo.training import BaseTask
+
+#: registry family -> how the task calls it; families not listed get the generic head.
+FORECASTERS = {"informer": "encoder_decoder", "linear_forecasters": "window", "arnet": "autoregressive"}
+LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.smooth_l1_loss}
+
+
+def halving_schedule(optimizer: torch.optim.Optimizer) -> LambdaLR:
+    """Informer's `lradj=type1` (per epoch): lr for epochs 1, 2, 3, 4... is lr0 x 1, 1, 1/2, 1/4..."""
+    return LambdaLR(optimizer, lambda epoch: 0.5 ** max(0, epoch - 1))
+
+
+def structural_kwargs(model: str, user: dict, seq_len: int, label_len: int, horizon: int, n_in: int, c_out: int, freq: str, head_pool: str) -> dict:
+    """The model kwargs the data decides (they override the config's)."""
+    kind = FORECASTERS.get(model_family(model), "sequence")
+    if kind == "encoder_decoder":
+        return dict(in_features=n_in, num_classes=c_out, label_len=label_len, pred_len=horizon, freq=freq)
+    if kind == "window":
+        return dict(in_features=n_in, seq_len=seq_len, pred_len=horizon)
+    if kind == "autoregressive":
+        order = user.get("ar_order", seq_len)
+        if order > seq_len:
+            raise ZooError(f"AR-Net ar_order={order} is longer than the input window seq_len={seq_len}; raise seq_len or lower model.kwargs.ar_order")
+        return dict(in_features=1, ar_order=order, n_forecasts=horizon)
+    return dict(in_features=n_in, num_classes=horizon * c_out, global_pool=head_pool)
+
+
+class ForecastTask(BaseTask):
+    def __init__(
+        self,
+        model: str = "informer_tiny",
+        model_kwargs: dict | None = None,
+        seq_len: int = 96,
+        label_len: int = 48,
+        horizon: int = 24,
+        features: str = "S",
+        channels: list[str] | None = None,
+        freq: str = "h",
+        season: int = 1,
+        scaler_mean: list[float] | None = None,
+        scaler_std: list[float] | None = None,
+        mase_scale: list[float] | None = None,
+        loss: str = "mse",
+        head_pool: str = "last",
+        instance_norm: bool = False,
+        sparsity: float | None = None,
+        sparsity_c1: float = 3.0,
+        sparsity_c2: float = 3.0,
+        noise_std: float = 1.0,
+        **kwargs,
+    ):
+        channels = list(channels or ["y"])
+        n_in = len(channels)
+        c_out = n_in if features == "M" else 1
+        user = dict(model_kwargs or {})
+        model_kwargs = {**user, **structural_kwargs(model, user, seq_len, label_len, horizon, n_in, c_out, freq, head_pool)}
+        super().__init__(model=model, model_kwargs=model_kwargs, **kwargs)
+        if loss not in LOSSES:
+            raise ZooError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}")
+        self.kind = FORECASTERS.get(model_family(model), "sequence")
+        self.c_out = c_out
+        self.register_buffer("mean", torch.tensor(scaler_mean or [0.0] * n_in, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(scaler_std or [1.0] * n_in, dtype=torch.float32), persistent=False)
+        # MASE's scale is in original units; on the standardised scale it is divided by the std.
+        scale = list(mase_scale or [1.0] * n_in)[-c_out:]
+        scaled = [s / d for s, d in zip(scale, self.std.tolist()[-c_out:])]
+        self.val_errors, self.test_errors = ForecastErrors(scaled), ForecastErrors(scaled)
+        self.test_errors_original = ForecastErrors(scale)
+
+    # ------------------------------------------------------------------ forecasting
+
+    def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Standardised forecast `(B, horizon, c_out)`."""
+        hp = self.hparams
+        x = (batch["x"] - self.mean) / self.std
+        if x.shape[1] != hp.seq_len or x.shape[2] != len(self.mean):
+            raise ZooError(
+                f"this model was trained on windows of seq_len={hp.seq_len} with {len(self.mean)} channels "
+                f"({', '.join(hp.channels)}); got {x.shape[1]} steps of {x.shape[2]}: pass seq_len={hp.seq_len} and the same columns"
+            )
+        loc, spread = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
+        if hp.instance_norm:
+            loc, spread = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False) + 1e-5
+        x = (x - loc) / spread
+        pred = self.run_model(x, batch, loc, spread)
+        return pred * spread[..., -self.c_out :] + loc[..., -self.c_out :]
+
+    def run_model(self, x: torch.Tensor, batch: dict[str, torch.Tensor], loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+        hp = self.hparams
+        if self.kind == "encoder_decoder":
+            known = ((batch["y"][:, : hp.label_len] - self.mean) / self.std - loc) / spread
+            dec = torch.cat([known, known.new_zeros(known.shape[0], hp.horizon, known.shape[2])], dim=1)
+            timef = getattr(self.backbone, "embed", "timeF") == "timeF"
+            x_mark, y_mark = (batch["x_mark"], batch["y_mark"]) if timef else (batch["x_cal"], batch["y_cal"])
+            return self.backbone.forecast(x, x_mark, dec, y_mark)
+        if self.kind == "window":
+            return self.backbone.forecast(x)[..., -self.c_out :]
+        if self.kind == "autoregressive":
+            series = x[..., -self.c_out :]
+            batch_size, length, channels = series.shape
+            flat = series.transpose(1, 2).reshape(batch_size * channels, length, 1)
+            return self.backbone.forecast(flat).view(batch_size, channels, -1).transpose(1, 2)
+        return self.backbone(x).view(x.shape[0], hp.horizon, self.c_out)
+
+    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw (original-scale) targets `(B, horizon, c_out)`."""
+        return batch["y"][:, -self.hparams.horizon :, -self.c_out :]
+
+    def to_original(self, scaled: torch.Tensor) -> torch.Tensor:
+        return scaled * self.std[-self.c_out :] + self.mean[-self.c_out :]
+
+    # ------------------------------------------------------------------ steps
+
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        pred = self.forecast(batch)
+        raw = self.target(batch)
+        target = (raw - self.mean[-self.c_out :]) / self.std[-self.c_out :]
+        loss = LOSSES[self.hparams.loss](pred, target)
+        if stage == "train" and self.kind == "autoregressive" and self.hparams.sparsity is not None:
+            progress = self.global_step / max(1, self.trainer.estimated_stepping_batches)
+            lam = sparsity_lambda(progress, self.hparams.sparsity, self.hparams.noise_std)
+            loss = loss + lam * self.backbone.regularizer(self.hparams.sparsity_c1, self.hparams.sparsity_c2)
+            self.log("train/lambda", lam)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        if stage == "val":
+            self.val_errors.update(pred.detach(), target)
+        elif stage == "test":
+            self.test_errors.update(pred.detach(), target)
+            self.test_errors_original.update(self.to_original(pred.detach()), raw)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/{k}": v.float() for k, v in self.val_errors.compute().items()})
+        self.val_errors.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({f"test/{k}": v.float() for k, v in self.test_errors.compute().items()})
+        self.log_dict({f"test/original/{k}": v.float() for k, v in self.test_errors_original.compute().items()})
+        self.test_errors.reset()
+        self.test_errors_original.reset()
+
+    # ------------------------------------------------------------------ outputs
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict]:
+        from domains.timeseries.plotting import forecast_rows
+
+        names = self.hparams.channels[-self.c_out :]
+        return forecast_rows(self.to_original(self.forecast(batch)), batch["future_ns"], names)
+
+    def on_predictions_written(self, path: str, datamodule) -> None:
+        from domains.timeseries.plotting import plot_forecast_file
+
+        plot_forecast_file(path, datamodule.frame, season=self.hparams.season)
