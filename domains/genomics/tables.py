@@ -1,0 +1,147 @@
+"""Labelled sequences from tables (CSV/TSV) and from the GenomicBenchmarks folder layout.
+
+A table has a sequence column and label columns (and optionally id and split
+columns); names are found case-insensitively when not given. GenomicBenchmarks
+(Grešová et al., BMC Genomic Data 2023) stores one sequence per text file:
+`<root>/train/<class>/<id>.txt` and `<root>/test/<class>/<id>.txt`; the class is
+the folder name.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+from domains.genomics.records import Example
+from zoo.errors import DataError
+
+SEQUENCE_NAMES = ("sequence", "seq", "dna", "protein", "sequences")
+ID_NAMES = ("id", "record_id", "name", "seq_id")
+LABEL_NAMES = ("label", "labels", "class", "target", "y")
+MISSING = ("", "na", "nan", "none", "null")
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+
+
+def _pick(header: Sequence[str], wanted: str | None, defaults: Sequence[str], what: str, path: Path, required: bool = True) -> str | None:
+    lower = {h.lower(): h for h in header}
+    if wanted:
+        if wanted not in header and wanted.lower() not in lower:
+            raise DataError(f"{path}: no column {wanted!r} for the {what}; columns are {', '.join(header)}")
+        return wanted if wanted in header else lower[wanted.lower()]
+    for name in defaults:
+        if name in lower:
+            return lower[name]
+    if required:
+        raise DataError(f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with data.{what.replace(' ', '_')}_column. "
+                        f"Columns are {', '.join(header)}")
+    return None
+
+
+def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs; the delimiter is a tab for .tsv/.tab/.txt, else a comma."""
+    name = path.name.lower().removesuffix(".gz")
+    delimiter = "\t" if name.endswith((".tsv", ".tab", ".txt")) else ","
+    try:
+        with _open_text(path) as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            rows = [(reader.line_num, row) for row in reader]
+            header = list(reader.fieldnames or [])
+    except (EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: truncated or corrupt gzip ({err}); re-download it") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a readable CSV/TSV ({err})") from None
+    if not header:
+        raise DataError(f"{path}: empty table; it needs a header row and one row per sequence")
+    return header, rows
+
+
+def parse_label(value: str | None, task_type: str, where: str, column: str):
+    if value is None or value.strip().lower() in MISSING:
+        return None
+    if task_type == "regression":
+        try:
+            return float(value)
+        except ValueError:
+            raise DataError(f"{where}: label {value!r} in column {column!r} is not a number (task_type=regression)") from None
+    return value.strip()
+
+
+def read_table(path: str | os.PathLike, sequence_column: str | None = None, label_columns: Sequence[str] | None = None,
+               id_column: str | None = None, split_column: str | None = None, task_type: str = "classification",
+               require_labels: bool = True) -> list[Example]:
+    path = Path(path)
+    header, rows = read_rows(path)
+    seq_col = _pick(header, sequence_column, SEQUENCE_NAMES, "sequence", path)
+    id_col = _pick(header, id_column, ID_NAMES, "id", path, required=False)
+    labels = list(label_columns or [])
+    if not labels:
+        found = _pick(header, None, LABEL_NAMES, "label", path, required=require_labels)
+        labels = [found] if found else []
+    labels = [_pick(header, c, (), "label", path) for c in labels]
+    split_col = _pick(header, split_column, ("split", "fold", "set"), "split", path, required=bool(split_column))
+    examples = []
+    for line, row in rows:
+        record_id = (row.get(id_col) or "").strip() if id_col else f"row{line - 1}"
+        where = f"{path}:{line} (record {record_id!r})"
+        seq = (row.get(seq_col) or "").strip()
+        if not seq:
+            raise DataError(f"{where}: empty sequence; fill it or drop the row")
+        values = [parse_label(row.get(c), task_type, where, c) for c in labels]
+        if require_labels and any(v is None for v in values):
+            column = labels[[v is None for v in values].index(True)]
+            raise DataError(f"{where}: missing label in column {column!r}; fill it or drop the row")
+        label = (values[0] if task_type == "classification" else tuple(values)) if labels else None
+        split = None
+        if split_col:
+            split = SPLIT_NAMES.get((row.get(split_col) or "").strip().lower())
+            if split is None:
+                raise DataError(f"{where}: split {row.get(split_col)!r} is not train, val or test")
+        examples.append(Example(record_id, seq, label, split))
+    if not examples:
+        raise DataError(f"{path}: no rows under the header; add one row per sequence")
+    return examples
+
+
+def read_labels(path: str | os.PathLike, id_column: str | None = None, label_columns: Sequence[str] | None = None,
+                task_type: str = "classification") -> dict[str, object]:
+    """Labels of FASTA records from a table `id,label[,...]` (a missing cell is None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such labels file; check data.labels")
+    header, rows = read_rows(path)
+    id_col = _pick(header, id_column, ID_NAMES, "id", path)
+    labels = [_pick(header, c, (), "label", path) for c in label_columns] if label_columns else [_pick(header, None, LABEL_NAMES, "label", path)]
+    out = {}
+    for line, row in rows:
+        values = [parse_label(row.get(c), task_type, f"{path}:{line}", c) for c in labels]
+        out[(row.get(id_col) or "").strip()] = None if any(v is None for v in values) else (
+            values[0] if task_type == "classification" else tuple(values))
+    return out
+
+
+def is_genomic_benchmarks(path: Path) -> bool:
+    return path.is_dir() and (path / "train").is_dir() and (path / "test").is_dir()
+
+
+def read_genomic_benchmarks(root: str | os.PathLike) -> list[Example]:
+    root = Path(root)
+    examples = []
+    for split in ("train", "test"):
+        classes = sorted(p for p in (root / split).iterdir() if p.is_dir())
+        if not classes:
+            raise DataError(f"{root / split}: no class folders; GenomicBenchmarks holds {split}/<class>/<id>.txt")
+        for folder in classes:
+            for file in sorted(folder.glob("*.txt")):
+                seq = "".join(file.read_text().split())
+                if not seq:
+                    raise DataError(f"{file}: empty record (no sequence); remove the file or fill it")
+                examples.append(Example(f"{split}/{folder.name}/{file.stem}", seq, folder.name, split))
+    return examples
