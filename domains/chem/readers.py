@@ -1,0 +1,282 @@
+"""Molecule files in: CSV/TSV with a SMILES column, `.smi`, SDF; each optionally gzip-compressed.
+
+Every record is checked with RDKit. A bad record (unparsable SMILES, empty
+line, non-numeric label, SDF block RDKit can't read) is reported with file and
+line; `on_invalid="error"` stops at the first one, `"skip"` drops them, logs a
+count and writes them with the reason to a rejects CSV. Canonicalisation (RDKit
+canonical isomeric SMILES) and de-duplication (first occurrence wins) are on by
+default.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from rdkit import Chem, RDLogger
+
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "smi", "molecule", "mol")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".smi": "smi", ".smiles": "smi", ".txt": "smi", ".sdf": "sdf", ".sd": "sdf"}
+
+
+@dataclass
+class Molecule:
+    id: str
+    smiles: str
+    targets: dict[str, float] = field(default_factory=dict)
+    group: str | None = None
+
+
+@dataclass
+class Rejected:
+    where: str
+    raw: str
+    reason: str
+
+
+@dataclass
+class _Raw:
+    """A record before validation: where it came from and what it says."""
+
+    line: int
+    text: str
+    id: str
+    smiles: str | None = None
+    molblock: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def file_format(path: str | os.PathLike) -> tuple[str, bool]:
+    """('csv'|'tsv'|'smi'|'sdf', gzipped) from the file name."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    gzipped = bool(suffixes) and suffixes[-1] in (".gz", ".gzip")
+    suffix = suffixes[-2] if gzipped and len(suffixes) > 1 else (suffixes[-1] if suffixes and not gzipped else "")
+    if suffix not in FORMATS:
+        raise DataError(f"{path}: unknown molecule file type {suffix or '(none)'!r}; use .csv, .tsv, .smi or .sdf (optionally .gz)")
+    return FORMATS[suffix], gzipped
+
+
+def _open_text(path: Path, gzipped: bool) -> io.TextIOBase:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check data.path")
+    return gzip.open(path, "rt", newline="") if gzipped else open(path, newline="")
+
+
+def _pick_column(header: Sequence[str], wanted: str | None, path: Path, what: str) -> str:
+    if wanted is not None:
+        if wanted not in header:
+            raise DataError(f"{path}:1: no column {wanted!r} ({what}); columns are {list(header)}; set data.{what}=<name>")
+        return wanted
+    for name in header:
+        if name.strip().lower() in SMILES_COLUMN_NAMES:
+            return name
+    raise DataError(f"{path}:1: no SMILES column among {list(header)}; set data.smiles_column=<name>")
+
+
+def _table_records(handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[str]) -> Iterator[_Raw]:
+    reader = csv.reader(handle, delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path}:1: empty file; expected a header row with a SMILES column")
+    smiles_column = _pick_column(header, smiles_column, path, "smiles_column")
+    for name in columns:
+        _pick_column(header, name, path, "target_columns")
+    position = {name: i for i, name in enumerate(header)}
+    for row in reader:
+        line = reader.line_num
+        values = dict(zip(header, row))
+        if len(row) != len(header):
+            yield _Raw(line, delimiter.join(row), str(line), smiles=None, fields={"_error": f"{len(row)} fields, header has {len(header)}"})
+            continue
+        yield _Raw(line, delimiter.join(row), str(line), smiles=row[position[smiles_column]].strip(), fields=values)
+
+
+def _smi_records(handle, path: Path) -> Iterator[_Raw]:
+    for line_number, line in enumerate(handle, start=1):
+        text = line.rstrip("\r\n")
+        parts = text.split()
+        if line_number == 1 and parts and parts[0].lower() in SMILES_COLUMN_NAMES:
+            continue  # a header line
+        record_id = parts[1] if len(parts) > 1 else str(line_number)
+        yield _Raw(line_number, text, record_id, smiles=parts[0] if parts else "")
+
+
+def _sdf_fields(lines: list[str]) -> dict[str, str]:
+    """Data items after `M  END`: `> <NAME>` then value lines up to a blank line."""
+    fields, name, values = {}, None, []
+    for line in lines:
+        if line.startswith(">") and "<" in line and ">" in line[line.index("<"):]:
+            name, values = line[line.index("<") + 1 : line.rindex(">")], []
+        elif name is not None and not line.strip():
+            fields[name], name = "\n".join(values), None
+        elif name is not None:
+            values.append(line)
+    if name is not None:
+        fields[name] = "\n".join(values)
+    return fields
+
+
+def _sdf_records(handle, path: Path) -> Iterator[_Raw]:
+    block: list[str] = []
+    start = 1
+    for line_number, line in enumerate(handle, start=1):
+        line = line.rstrip("\r\n")
+        if line.strip() == "$$$$":
+            yield _sdf_block(block, start, path)
+            block, start = [], line_number + 1
+        else:
+            block.append(line)
+    if any(line.strip() for line in block):
+        yield _sdf_block(block, start, path)
+
+
+def _sdf_block(block: list[str], start: int, path: Path) -> _Raw:
+    end = next((i for i, line in enumerate(block) if line.startswith("M  END")), None)
+    molblock = "\n".join(block[: end + 1]) if end is not None else "\n".join(block)
+    fields = _sdf_fields(block[end + 1 :]) if end is not None else {}
+    title = block[0].strip() if block else ""
+    return _Raw(start, title, title or str(start), molblock=molblock if end is not None else None, fields=fields)
+
+
+@dataclass
+class MoleculeTable:
+    """What a file held: valid molecules in file order, and what was rejected."""
+
+    path: str
+    molecules: list[Molecule]
+    rejected: list[Rejected]
+    duplicates: int = 0
+
+    @property
+    def smiles(self) -> list[str]:
+        return [m.smiles for m in self.molecules]
+
+
+def read_molecules(
+    path: str | os.PathLike,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+    target_columns: Sequence[str] = (),
+    group_column: str | None = None,
+    on_invalid: str = "error",
+    rejects_path: str | os.PathLike | None = None,
+    canonical: bool = True,
+    dedupe: bool = True,
+    limit: int | None = None,
+    write_rejects: bool = True,
+    missing_targets: str = "error",
+) -> MoleculeTable:
+    """Read, validate, canonicalise and de-duplicate a molecule file.
+
+    target_columns: numeric labels (CSV/TSV columns or SDF fields); an empty
+        cell is a missing label (NaN), anything non-numeric is a bad record.
+        A column absent from the file is an error, or all-NaN with `missing_targets="nan"`.
+    group_column: a column naming each molecule's family (for in-context packing).
+    rejects_path: where `on_invalid="skip"` lists the bad records (default
+        `<file stem>.rejected.csv` in the working directory); `write_rejects=False` only logs them.
+    """
+    if on_invalid not in ("error", "skip"):
+        raise DataError(f"on_invalid={on_invalid!r}; choose error or skip")
+    path = Path(path)
+    kind, gzipped = file_format(path)
+    target_columns = list(target_columns or [])
+    molecules, rejected, seen, duplicates = [], [], set(), 0
+    RDLogger.DisableLog("rdApp.*")  # RDKit prints each parse failure to stderr; ours are reported once, with the line
+    try:
+        with _open_text(path, gzipped) as handle:
+            if kind in ("csv", "tsv"):
+                wanted = [c for c in (id_column, group_column) if c] + (target_columns if missing_targets == "error" else [])
+                records = _table_records(handle, path, "," if kind == "csv" else "\t", smiles_column, wanted)
+            elif kind == "smi":
+                records = _smi_records(handle, path)
+            else:
+                records = _sdf_records(handle, path)
+            for raw in records:
+                where = f"{path}:{raw.line}"
+                try:
+                    molecule = _validate(raw, kind, where, id_column, target_columns, group_column, canonical, missing_targets)
+                except DataError as err:
+                    if on_invalid == "error":
+                        raise DataError(f"{err}; fix or remove it, or set data.on_invalid=skip") from None
+                    rejected.append(Rejected(where, raw.text, str(err).split(": ", 1)[-1]))
+                    continue
+                key = Chem.CanonSmiles(molecule.smiles) if dedupe and not canonical else molecule.smiles
+                if dedupe and key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                molecules.append(molecule)
+                if limit and len(molecules) >= limit:
+                    break
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        raise DataError(f"{path}: cannot read as {'gzip-compressed ' if gzipped else ''}text ({err}); is it the right file?") from None
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    table = MoleculeTable(str(path), molecules, rejected, duplicates)
+    _report(table, rejects_path, write_rejects)
+    return table
+
+
+def _validate(raw: _Raw, kind: str, where: str, id_column, target_columns, group_column, canonical, missing_targets) -> Molecule:
+    if "_error" in raw.fields:
+        raise DataError(f"{where}: {raw.fields['_error']}")
+    if kind == "sdf":
+        if raw.molblock is None:
+            raise DataError(f"{where}: SDF record without an `M  END` line")
+        mol = Chem.MolFromMolBlock(raw.molblock)
+        if mol is None:
+            raise DataError(f"{where}: SDF record {raw.id!r} could not be parsed by RDKit")
+        smiles = Chem.MolToSmiles(mol)
+    else:
+        if not raw.smiles:
+            raise DataError(f"{where}: empty line or empty SMILES")
+        mol = Chem.MolFromSmiles(raw.smiles)
+        if mol is None:
+            raise DataError(f"{where}: unparsable SMILES {raw.smiles!r}")
+        smiles = Chem.MolToSmiles(mol) if canonical else raw.smiles
+    if mol.GetNumAtoms() == 0:
+        raise DataError(f"{where}: molecule has no atoms")
+    targets = {}
+    for name in target_columns:
+        if kind == "sdf" and name not in raw.fields and missing_targets == "error":
+            raise DataError(f"{where}: SDF record has no field <{name}>; fields are {sorted(raw.fields)}")
+        text = raw.fields.get(name, "").strip()
+        try:
+            targets[name] = float(text) if text else math.nan
+        except ValueError:
+            raise DataError(f"{where}: target {name!r} = {text!r} is not a number") from None
+    record_id = raw.fields.get(id_column, "").strip() if id_column else raw.id
+    group = raw.fields.get(group_column, "").strip() if group_column else None
+    return Molecule(record_id or raw.id, smiles, targets, group)
+
+
+def _report(table: MoleculeTable, rejects_path: str | os.PathLike | None, write: bool) -> None:
+    if table.duplicates:
+        log.info("%s: dropped %d duplicate molecules (same canonical SMILES)", table.path, table.duplicates)
+    if not table.molecules:
+        raise DataError(f"{table.path}: no valid molecules (skipped {len(table.rejected)} bad records)")
+    if not table.rejected:
+        return
+    if not write:
+        log.info("%s: skipped %d records RDKit cannot parse", table.path, len(table.rejected))
+        return
+    target = Path(rejects_path) if rejects_path else Path(Path(table.path).name.split(".")[0] + ".rejected.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["where", "reason", "record"])
+        writer.writerows([r.where, r.reason, r.raw] for r in table.rejected)
+    os.replace(tmp, target)
+    log.warning("%s: skipped %d invalid records (on_invalid=skip); they are listed in %s", table.path, len(table.rejected), target)

@@ -1,0 +1,76 @@
+"""`zoo chem sample`: draw molecules from a trained SMILES language model.
+
+No Lightning loop: the model comes from `ckpt_path` (a chem `.ckpt`) or
+`weights` (a folder from `zoo chem export`, `hf://...`), molecules are sampled
+in batches (with `step()` for recurrent models) and written to a CSV (renamed
+into place when complete), with `<stem>.metrics.json` (validity, uniqueness,
+novelty against the data's training split, diversity, descriptor distances,
+similarity to the prompt) and `<stem>.png`, a grid of the valid structures.
+`data.prompt` (a molecule file or list of SMILES) makes it in-context generation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from domains.chem.data import resolve_tokenizer_source
+from domains.chem.sampling import sample, sample_rows
+from domains.chem.tasks import SmilesLMTask, write_sample_report
+from domains.chem.tokenizer import SmilesTokenizer
+from zoo.errors import ZooError
+from zoo.hub import from_pretrained
+from zoo.training.runner import output_dir, resolve_ckpt
+
+
+def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokenizer]:
+    ckpt = resolve_ckpt(cfg)
+    if ckpt:
+        task = SmilesLMTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+        return task.backbone, task.tokenizer
+    if cfg.get("weights"):
+        source = resolve_tokenizer_source(str(cfg.weights))
+        return from_pretrained(source), SmilesTokenizer.load(source)
+    raise ZooError("`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>")
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    torch.manual_seed(int(cfg.seed))
+    model, tokenizer = load_language_model(cfg)
+    device = cfg.get("device") or "auto"
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model = model.to(device).eval()
+    datamodule = instantiate(cfg.data, tokenizer=None, _convert_="all")
+    prompt = datamodule.prompt
+    params = OmegaConf.to_container(cfg.task.sampling, resolve=True)
+    samples = sample(model, tokenizer, int(cfg.data.num_samples), batch_size=int(cfg.data.sample_batch_size),
+                     seed=int(cfg.seed), prompt=prompt, **params)
+    out = output_dir(cfg)
+    path = Path(cfg.get("output") or out / "samples.csv")
+    write_rows(sample_rows(samples), path)
+    metrics = write_sample_report(str(path), datamodule.train_smiles, datamodule.test_smiles, prompt, fcd=bool(cfg.get("fcd")))
+    result = {"mode": "sample", "output_dir": str(out), "samples": str(path)}
+    if path.with_suffix(".png").is_file():
+        result["grid"] = str(path.with_suffix(".png"))
+    result["metrics"] = {k: v for k, v in metrics.items() if v == v}  # NaN (undefined) metrics left out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    return result
