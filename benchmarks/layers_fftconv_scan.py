@@ -8,7 +8,8 @@ width D, no projections: the cheapest attention of that width), forward +
 backward, for L = 1k ... 64k (to 1M on CUDA). Attention past the time or memory
 cap is reported as skipped rather than waited for.
 (b) every `linear_scan` method, and the complex scan run as a real one
-(`complex_scan_as_real`, eager and, in the full CPU run, under torch.compile).
+(`complex_scan_as_real`, eager and, in the full CPU run, under torch.compile);
+on CUDA also the fused Triton kernel (`method="triton"`).
 
 Each case runs in its own process (`benchmarks._harness.run_isolated`), so its
 peak memory is its own: resident size on CPU, torch.cuda.max_memory_allocated on
@@ -110,7 +111,7 @@ def bench_scans(sizes=SCAN_SIZES, variants=SCAN_VARIANTS, device: str = "cpu", t
                 timeout_s: float = 60.0, mem_cap_gb: float = 8.0, compile_real: bool = False) -> list[harness.Row]:
     """One row per (size, variant), complex64 states: fwd+bwd wall and CPU ms, peak MB, time relative to "loop"."""
     rows = []
-    variants = list(variants) + (["as_real+compile"] if compile_real else [])
+    variants = list(variants) + (["as_real+compile"] if compile_real else []) + (["triton"] if device == "cuda" else [])
     key = "cpu_ms" if device == "cpu" else "ms"
     for batch, length, states in sizes:
         results = {}

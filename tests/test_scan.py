@@ -192,8 +192,9 @@ def test_complex_scan_as_real_falls_back_when_compile_fails(monkeypatch):
 
 
 def test_auto_method_rule_and_env_override(monkeypatch):
-    assert set(FAST_METHODS + ["sequential", "auto"]) == set(SCAN_METHODS)
-    assert scan_method_for("cuda", 100) == "parallel" and scan_method_for(torch.device("cuda", 0), 10**6) == "parallel"
+    assert set(FAST_METHODS + ["sequential", "auto", "triton"]) == set(SCAN_METHODS)
+    on_cuda = "triton" if scan_module.scan_triton.available() else "parallel"
+    assert scan_method_for("cuda", 100) == on_cuda and scan_method_for(torch.device("cuda", 0), 10**6) == on_cuda
     assert scan_method_for("cpu", 10) == "loop" and scan_method_for("cpu", 1024, width=4096) == "loop"
     assert scan_method_for("cpu", 1024) == "chunked" and scan_method_for("cpu", 10**6, width=128) == "chunked"
     a, b, _, _ = make_inputs(8, torch.float32)

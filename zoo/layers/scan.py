@@ -17,9 +17,12 @@ one of several interchangeable methods, all tested against the plain loop:
   ~4 sqrt(L/3) Python steps instead of L, for three times the arithmetic.
 - ``"parallel"``: the log-depth odd-even associative scan (Blelloch 1990, "Prefix
   sums and their applications"; used for S5 by Smith et al., "Simplified State
-  Space Layers for Sequence Modeling", ICLR 2023) in pure torch. This is the
-  GPU path. There is no CUDA/Triton kernel here: no GPU was available to test
-  one, and an untested fast path is not shipped.
+  Space Layers for Sequence Modeling", ICLR 2023) in pure torch: the GPU path
+  when Triton is missing.
+- ``"triton"``: one fused Triton kernel (`zoo.layers.scan_triton`): tiles of
+  steps scanned in parallel, the state carried between tiles in registers. The
+  CUDA fast path; on CPU it runs only in Triton's interpreter, which is how it
+  is tested against the reference here (no GPU was available to time it).
 
 Resets follow Lu et al., "Structured State Space Models for In-Context
 Reinforcement Learning", NeurIPS 2023: ``reset[:, t]`` restarts the state before
@@ -30,8 +33,9 @@ method uses. `associative_scan_with_resets` evaluates the explicit operator
 (Hillis-Steele order) as an independent reference.
 
 `method="auto"` takes ``$ZOO_SCAN_METHOD`` when set, else `scan_method_for`:
-"parallel" on CUDA (fewest kernel launches: ~2 log2 L levels; not measured
-here, no GPU). On CPU "chunked", except "loop" when a step is wide (at least
+on CUDA "triton" when the package imports (it ships with PyTorch's CUDA
+builds; should it fail to compile there, "auto" warns once and runs
+"parallel"), else "parallel" (~2 log2 L kernel launches). On CPU "chunked", except "loop" when a step is wide (at least
 `CPU_LOOP_MIN_WIDTH` real numbers, a complex one counting two) or the sequence
 is short (the chunked kernel itself falls back to the loop below ~3 chunks).
 Measured single-threaded on the 2-core CPU (benchmarks/layers_fftconv_scan.py,
@@ -61,8 +65,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from zoo.errors import ZooError
+from zoo.layers import scan_triton
 
-SCAN_METHODS = ("auto", "sequential", "loop", "chunked", "parallel")
+SCAN_METHODS = ("auto", "sequential", "loop", "chunked", "parallel", "triton")
 CPU_LOOP_MIN_WIDTH = 2048
 Kernel = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
@@ -70,7 +75,7 @@ Kernel = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 def scan_method_for(device: torch.device | str, length: int, width: int | None = None) -> str:
     """The method "auto" picks on `device` for `length` steps of `width` real numbers each (if known)."""
     if torch.device(device).type == "cuda":
-        return "parallel"
+        return "triton" if scan_triton.available() else "parallel"
     if width is not None and width >= CPU_LOOP_MIN_WIDTH or length <= 3 * _chunk_size(length):
         return "loop"
     return "chunked"
@@ -178,7 +183,25 @@ def _parallel_kernel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) ->
     return h
 
 
-KERNELS: dict[str, Kernel] = {"loop": _loop_kernel, "chunked": _chunked_kernel, "parallel": _parallel_kernel}
+KERNELS: dict[str, Kernel] = {
+    "loop": _loop_kernel,
+    "chunked": _chunked_kernel,
+    "parallel": _parallel_kernel,
+    "triton": scan_triton.triton_kernel,
+}
+_triton_failed = False
+
+
+def _triton_or_parallel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """What "auto" runs on CUDA: the Triton kernel, or the torch scan if it ever fails to compile."""
+    global _triton_failed
+    if not _triton_failed:
+        try:
+            return scan_triton.triton_kernel(a, b, reverse)
+        except Exception as err:  # a Triton/driver combination that can't build it: stay correct, warn once
+            _triton_failed = True
+            warnings.warn(f"linear_scan: the Triton kernel failed ({type(err).__name__}: {err}); using method='parallel'")
+    return _parallel_kernel(a, b, reverse)
 
 
 class _AdjointScan(torch.autograd.Function):
@@ -275,6 +298,7 @@ def linear_scan(
         raise ZooError(f"linear_scan: unknown method {method!r}; choose one of {SCAN_METHODS}")
     out_dtype = torch.promote_types(b.dtype, a.dtype) if a.is_complex() else b.dtype
     a, b, h0 = _prepare(a, b, reset, h0)
+    kernels = KERNELS
     if method == "auto":
         width = b.shape[0] * math.prod(b.shape[2:]) * (2 if b.is_complex() else 1)
         method = os.environ.get("ZOO_SCAN_METHOD") or "auto"
@@ -282,12 +306,13 @@ def linear_scan(
             raise ZooError(f"ZOO_SCAN_METHOD={method!r} is not a scan method; set one of {SCAN_METHODS} or unset it")
         if method == "auto":
             method = scan_method_for(b.device, b.shape[1], width)
+            kernels = {**KERNELS, "triton": _triton_or_parallel}  # a rule's choice may fall back; a request may not
     if b.shape[1] == 0:
         return b.to(out_dtype)
     if method == "sequential":
         h = _sequential(a, b, h0)
     else:
-        h = _AdjointScan.apply(a, _fold_initial_state(a, b, h0), KERNELS[method])
+        h = _AdjointScan.apply(a, _fold_initial_state(a, b, h0), kernels[method])
     return h.to(out_dtype)
 
 
