@@ -4,6 +4,9 @@ Each domain declares what its demo runs in `DEMO` (in `domains/<name>/__init__.p
 
     DEMO = {"train": [overrides...], "predict": [overrides...], "metric": "test/acc"}
 
+The second step is `predict`, or `eval` where a domain has nothing to predict (RL);
+it gets the trained run's checkpoint as `ckpt_path`.
+
 Genomics, the flagship, runs first. Each step is the real `zoo` command in a
 subprocess, so the demo exercises exactly what a user types.
 """
@@ -49,9 +52,11 @@ def main() -> None:
         start = time.time()
         trained = zoo(domain, "train", spec["train"], runs, stamp)
         output = trained["output_dir"]
-        if "predict" in spec:
-            predicted = zoo(domain, "predict", [*spec["predict"], f"ckpt_path={trained['best_checkpoint'] or trained['last_checkpoint']}"], runs, stamp)
-            output = predicted.get("predictions", predicted["output_dir"])
+        then = next((verb for verb in ("predict", "eval") if verb in spec), None)
+        if then:
+            ckpt = trained["best_checkpoint"] or trained["last_checkpoint"]
+            second = zoo(domain, then, [*spec[then], f"ckpt_path={ckpt}"], runs, stamp)
+            output = second.get("predictions", second["output_dir"])
         metric = spec.get("metric", "test/loss")
         value = trained.get("metrics", {}).get(metric, float("nan"))
         table.add_row(domain, trained.get("model", "?"), metric, f"{value:.4g}" if isinstance(value, float) else str(value), f"{time.time() - start:.0f}", output)

@@ -55,6 +55,12 @@ def domains() -> list[str]:
     return sorted(found)
 
 
+def import_domains() -> None:
+    """Import every domain package, so the backbones a domain registers (the RL policy cores) are listed too."""
+    for domain in domains():
+        importlib.import_module(f"domains.{domain}")
+
+
 def domain_configs(domain: str) -> Any:
     return resources.files(f"domains.{domain}") / "configs"
 
@@ -202,6 +208,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     from zoo.registry import describe, get_pretrained, list_models, list_pretrained
 
+    import_domains()
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
     if args.pretrained:
         table = Table("name", "source", "description")

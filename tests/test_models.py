@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
-from cli.main import domains
+from cli.main import import_domains
 from zoo import create_model, list_models
 from zoo.hub import from_pretrained, save_pretrained
 
 # Domains may register backbones of their own (the RL policy cores): load them all, so the
 # list is the same whichever test modules were collected before this one.
-for _domain in domains():
-    importlib.import_module(f"domains.{_domain}")
+import_domains()
 TEST_MODELS = list_models("test_*")
 
 
