@@ -22,6 +22,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from zoo.errors import ZooError
 from zoo.hub import save_pretrained
+from zoo.io import write_text_atomic
 from zoo.registry import is_model, list_models, unknown_name_error
 from zoo.training.checkpointing import AtomicCheckpointIO, find_last_checkpoint
 from zoo.training.writers import StreamingCSVWriter
@@ -135,7 +136,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["metrics"] = {**(fit_metrics if mode != "eval" else {}), **_scalars(trainer.callback_metrics)}
         if not trainer.is_global_zero:
             return result
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")  # last: its presence means the run finished
     return result
