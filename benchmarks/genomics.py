@@ -26,6 +26,7 @@ an idle core. Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                               "cpu s": row.get("cpu_ms", 0) / 1e3 or None, "peak MB": row.get("peak_mb"), "params": row.get("params")})
             print(harness.markdown_table(inference[-1:]), flush=True)
         sections.append(("Embedding a 1 Mb region in one pass (no gradients, batch 1)", inference))
-    report = f"Machine: {harness.machine_description(args.threads)}\n\n{harness.format_sections(sections)}"
+    command = " ".join(["python -m benchmarks.genomics", *(sys.argv[1:] if argv is None else argv)])
+    report = f"Command: `{command}`\n\nMachine: {harness.machine_description(args.threads)}\n\n{harness.format_sections(sections)}"
     print("\n" + report)
     if args.write:
         harness.write_between_markers(args.write, report)

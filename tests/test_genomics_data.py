@@ -132,6 +132,19 @@ def test_csv_fasta_labels_and_missing_labels(tmp_path):
         load_examples(str(regression), tokenizer, label_columns=["expr", "gc"], task_type="regression")
 
 
+def test_bad_tables_and_bed_name_the_line(tmp_path):
+    tokenizer = DNATokenizer()
+    empty = write(tmp_path / "e.csv", "id,sequence,label\na,ACGT,x\nb,,y\n")
+    with pytest.raises(DataError, match=r"e.csv:3 \(record 'b'\): empty sequence"):
+        load_examples(str(empty), tokenizer)
+    for name, text in (("t.csv.gz", "id,sequence,label\n" + "".join(f"r{i},{'ACGT' * 500},x\n" for i in range(200))),
+                       ("t.bed.gz", "".join(f"chr1\t{i}\t{i + 5}\tn{i}\n" for i in range(20000)))):
+        data = gzip.compress(text.encode())
+        (tmp_path / name).write_bytes(data[: len(data) // 2])
+        with pytest.raises(DataError, match=rf"{name}(:\d+| \(after the row on line \d+\)): the gzip stream ends early"):
+            read_bed(tmp_path / name) if name.endswith(".bed.gz") else load_examples(str(tmp_path / name), tokenizer)
+
+
 def test_genomic_benchmarks_layout(tmp_path):
     for split, cls, name, seq in [("train", "positive", "1", "ACGT"), ("train", "negative", "2", "GGCC\n"),
                                   ("test", "positive", "3", "TTAA"), ("test", "negative", "4", "CCGG")]:
@@ -221,6 +234,17 @@ def test_sequence_datamodule_embedded_and_shuffled_control():
     assert sorted(permuted) == sorted(truth) and permuted != truth
     assert [e.label for e in shuffled.splits["test"]] == [e.label for e in dm.splits["test"]]  # test labels stay true
     assert shuffled.reference_metrics() == {}
+
+
+def test_reverse_complement_augmentation_serves_the_other_strand():
+    common = dict(embedded={"length": 60, "n_train": 16, "n_val": 8, "n_test": 8}, batch_size=16)
+    both = SequenceDataModule(rc_prob=1.0, **common)
+    both.setup("fit")
+    train = [both.tokenizer.decode(both.train_set[i]["ids"]) for i in range(16)]
+    assert train == [reverse_complement(e.seq) for e in both.splits["train"]]
+    assert [both.tokenizer.decode(both.val_set[i]["ids"]) for i in range(8)] == [e.seq for e in both.splits["val"]]  # eval: as given
+    with pytest.raises(ZooError, match="rc_prob reverse-complements DNA"):
+        SequenceDataModule(rc_prob=0.5, alphabet="protein", **common)
 
 
 def test_sequence_datamodule_user_file_bad_input(tmp_path):

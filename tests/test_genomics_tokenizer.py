@@ -76,6 +76,7 @@ def test_complement_map_and_reverse_complement():
     assert reverse_complement("acgR") == "Ycgt"
     config = yaml.safe_load((Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text())
     assert config["kwargs"]["complement_map"] == tokenizer.complement_map()
+    assert config["kwargs"]["rc_fixed_ids"] == tokenizer.strand_fixed_ids() == [0, 1, 2, 4, 5]
 
 
 def test_protein_ids_match_prot_xlstm():

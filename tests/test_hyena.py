@@ -3,17 +3,15 @@ to a restatement of the official code, plus fftconv use, causality, the filter s
 
 from __future__ import annotations
 
-import collections
 import inspect
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
-from safetensors.torch import save_file
 
-from tests.reference.hyenadna_reference import HFCausalLM, LightningWrapper, randomize_
+from tests.reference import hyenadna_release as release
+from tests.reference.hyenadna_release import reference_model, write_lightning
 from zoo.convert import detect_format
 from zoo.convert.hyenadna import _architecture_name, read_lightning_checkpoint, zoo_kwargs
 from zoo.errors import ZooError
@@ -23,7 +21,8 @@ from zoo.layers.hyena import HyenaOperator, ImplicitFilter
 from zoo.models.hyenadna import RELEASED_SIZES, HyenaDNA
 from zoo.registry import create_model
 
-D_MODEL, N_LAYER, D_INNER, L_MAX, EMB_DIM, FILTER_ORDER, FREQ = 16, 2, 32, 64, 5, 8, 10
+SIZE = dict(d_model=16, n_layer=2, d_inner=32, l_max=64)
+FILTER = dict(filter_order=8, emb_dim=5, w=10)
 TOKENS = torch.randint(0, 12, (2, 40), generator=torch.Generator().manual_seed(0))
 
 
@@ -36,53 +35,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def reference(kind: str, seed: int = 0, checkpointed=False, z_as_parameter=False, shift=0.05, normalized=False, jitter=True):
-    cls = LightningWrapper if kind == "lightning" else HFCausalLM
-    model = cls(vocab_size=12, pad_vocab_size_multiple=8, d_model=D_MODEL, n_layer=N_LAYER, d_inner=D_INNER, checkpointed=checkpointed,
-                l_max=L_MAX, filter_order=FILTER_ORDER, emb_dim=EMB_DIM, w=FREQ, shift=shift, num_inner_mlps=2,
-                z_as_parameter=z_as_parameter, normalized=normalized)
-    return randomize_(model, seed, jitter_buffers=jitter).eval()
+def reference(kind: str, seed: int = 0, **options):
+    return reference_model(kind, SIZE, seed, filter_args=FILTER, **options)
 
 
 def lightning_config(checkpointed=False, **layer) -> dict:
-    """A config.json with the official Lightning field names (as LongSafari/hyenadna-*-seqlen)."""
-    return {"d_model": D_MODEL, "n_layer": N_LAYER, "d_inner": D_INNER, "vocab_size": 12, "resid_dropout": 0.0, "embed_dropout": 0.1,
-            "fused_mlp": False, "fused_dropout_add_ln": True, "checkpoint_mixer": checkpointed, "checkpoint_mlp": checkpointed,
-            "residual_in_fp32": True, "pad_vocab_size_multiple": 8, "return_hidden_state": True,
-            "layer": {"_name_": "hyena", "emb_dim": EMB_DIM, "filter_order": FILTER_ORDER, "local_order": 3, "l_max": L_MAX,
-                      "modulate": True, "w": FREQ, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": 0.0, **layer}}
+    return release.lightning_config(SIZE, checkpointed, filter_args=FILTER, **layer)
 
 
 def hf_config() -> dict:
-    """A config.json with the `-hf` field names (as LongSafari/hyenadna-*-seqlen-hf)."""
-    return {"activation_freq": FREQ, "architectures": ["HyenaDNAForCausalLM"], "d_inner": D_INNER, "d_model": D_MODEL, "emb_dim": EMB_DIM,
-            "embed_dropout": 0.1, "filter_order": FILTER_ORDER, "hyena_dropout": 0.0, "hyena_filter_dropout": 0.0, "hyena_order": 2,
-            "layer_norm_epsilon": 1e-5, "max_seq_len": L_MAX, "model_type": "hyenadna", "n_layer": N_LAYER, "num_inner_mlps": 2,
-            "pad_token_id": 4, "pad_vocab_size_multiple": 8, "short_filter_order": 3, "tie_word_embeddings": False,
-            "train_freq": True, "use_bias": True, "vocab_size": 12}
-
-
-def write_lightning(folder, ref, config):
-    """weights.ckpt as Lightning writes it: state_dict plus omegaconf hyper-parameters and optimizer state."""
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-    ckpt = {"state_dict": ref.state_dict(), "hyper_parameters": OmegaConf.create({"model": config, "optimizer": {"lr": 6e-4}}),
-            "epoch": 3, "global_step": 100, "pytorch-lightning_version": "1.8.6",
-            "optimizer_states": [{"state": collections.defaultdict(dict), "param_groups": [{"lr": 6e-4, "params": [0, 1]}]}]}
-    torch.save(ckpt, folder / "weights.ckpt")
-    return folder
+    return release.hf_config(SIZE, FILTER)
 
 
 def write_hf(folder, ref, fmt="safetensors", drop=()):
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(hf_config()))
-    state = {k: v.clone().contiguous() for k, v in ref.state_dict().items() if not k.endswith(drop)}
-    if fmt == "safetensors":  # save_pretrained keeps one name of the shared Sin frequencies
-        state = {k: v for k, v in state.items() if not k.endswith(("implicit_filter.3.freq", "implicit_filter.5.freq"))}
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    else:
-        torch.save(state, folder / "pytorch_model.bin")
-    return folder
+    return release.write_hf(folder, ref, hf_config(), fmt, drop)
 
 
 VARIANTS = {  # name: (reference model, how its folder is written)
@@ -169,13 +135,7 @@ def test_released_configs_convert_to_the_registered_architectures(name):
 @pytest.mark.parametrize("name,l_max,checkpointing", [("hyenadna_tiny_1k", 1026, False), ("hyenadna_large_1m", 1000002, True)])
 def test_released_lightning_configs_convert_to_the_registered_architectures(name, l_max, checkpointing):
     size = RELEASED_SIZES[name]
-    config = {"d_model": size["d_model"], "n_layer": size["n_layer"], "d_inner": size["d_inner"], "vocab_size": 12,
-              "resid_dropout": 0.0, "embed_dropout": 0.1, "fused_mlp": False, "fused_dropout_add_ln": True,
-              "residual_in_fp32": True, "pad_vocab_size_multiple": 8, "return_hidden_state": True,
-              "layer": {"_name_": "hyena", "emb_dim": 5, "filter_order": 64, "local_order": 3, "l_max": l_max,
-                        "modulate": True, "w": 10, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": 0.0}}
-    if checkpointing:
-        config |= {"checkpoint_mixer": True, "checkpoint_mlp": True}
+    config = release.lightning_config({**size, "l_max": l_max}, checkpointing)
     kwargs = zoo_kwargs(config)
     assert _architecture_name(kwargs) == name and kwargs["filter_shift"] == 0.05
     defaults = {k: p.default for k, p in inspect.signature(HyenaDNA).parameters.items()} | {"vocab_size": 12}

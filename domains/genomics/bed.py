@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +26,7 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
         raise DataError(f"{path}: no such BED file; check data.regions")
     opener = gzip.open if path.suffix == ".gz" else open
     regions = []
+    line_no = 0
     try:
         with opener(path, "rt") as handle:
             for line_no, line in enumerate(handle, 1):
@@ -42,8 +44,8 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
                 strand = fields[5] if len(fields) > 5 else "."
                 regions.append(Region(fields[0], start, end, fields[3] if len(fields) > 3 else "", strand,
                                       fields[4] if len(fields) > 4 else ""))
-    except (EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: truncated or corrupt gzip ({err}); re-download it") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}:{line_no + 1}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it") from None
     if not regions:
         raise DataError(f"{path}: no regions; a BED file needs lines 'chrom<TAB>start<TAB>end'")
     return regions

@@ -80,6 +80,7 @@ class SequenceDataModule(GenomicsDataModule):
     drawn at random (`val_fraction`, `test_fraction`). `shuffle_labels` permutes the
     training and validation labels: the control whose test accuracy must stay at chance.
     `max_length`, `on_too_long` (error | truncate | slide) and `stride` bound the length.
+    `rc_prob` reverse-complements training sequences with that probability (both strands).
     predict_path: sequences to predict (labels optional); default the test split.
     """
 
@@ -88,10 +89,13 @@ class SequenceDataModule(GenomicsDataModule):
                  id_column: str | None = None, split_column: str | None = None, task_type: str = "classification",
                  max_length: int | None = 1024, on_too_long: str = "error", stride: int | None = None,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, shuffle_labels: bool = False,
-                 predict_path: str | None = None, embedded: dict | None = None, **common: Any):
+                 rc_prob: float = 0.0, predict_path: str | None = None, embedded: dict | None = None, **common: Any):
         super().__init__(**common)
         if task_type not in ("classification", "regression"):
             raise ZooError(f"data.task_type={task_type!r}; choose classification or regression")
+        if rc_prob and self.tokenizer.kind != "dna":
+            raise ZooError("data.rc_prob reverse-complements DNA; set it to 0 for protein sequences")
+        self.rc_prob = rc_prob
         self.path, self.predict_path, self.task_type = path, predict_path, task_type
         self.read_kwargs = dict(labels=labels, reference=reference, sequence_column=sequence_column,
                                 label_columns=list(label_columns or []), id_column=id_column,
@@ -141,10 +145,10 @@ class SequenceDataModule(GenomicsDataModule):
                                 "every class needs training examples")
         return classes
 
-    def _dataset(self, examples: Sequence[Example]) -> SequenceDataset:
+    def _dataset(self, examples: Sequence[Example], rc_prob: float = 0.0) -> SequenceDataset:
         examples = apply_length_policy(examples, source=self.source, **self.length_policy)
         index = {c: i for i, c in enumerate(self.classes)} if self.task_type == "classification" else None
-        return SequenceDataset(examples, self.tokenizer, index, len(self.classes), self.source)
+        return SequenceDataset(examples, self.tokenizer, index, len(self.classes), self.source, rc_prob)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -153,7 +157,7 @@ class SequenceDataModule(GenomicsDataModule):
         if self.shuffle_labels:
             rng = np.random.default_rng(self.seed + 1)
             train, val = (_permute_labels(part, rng) for part in (train, val))
-        self.train_set, self.val_set = self._dataset(train), self._dataset(val)
+        self.train_set, self.val_set = self._dataset(train, self.rc_prob), self._dataset(val)
         self.test_sets = {name: self._dataset(self.splits[name]) for name in ("test", "test_rc") if name in self.splits}
         self.test_set = self.test_sets["test"]
         if self.predict_path:

@@ -20,12 +20,15 @@ IGNORE = -100
 
 
 class SequenceDataset(Dataset):
-    """Labelled (or unlabelled) sequences; `label_index` maps class names to indices, None for regression."""
+    """Labelled (or unlabelled) sequences; `label_index` maps class names to indices, None for regression.
+
+    rc_prob: serve the reverse complement instead with this probability (training on both strands;
+    drawn with torch's RNG, so Lightning's seeding makes it repeatable)."""
 
     def __init__(self, examples: Sequence[Example], tokenizer: CharTokenizer, label_index: dict[str, int] | None,
-                 num_targets: int = 1, source: str = ""):
+                 num_targets: int = 1, source: str = "", rc_prob: float = 0.0):
         self.examples, self.tokenizer, self.label_index = list(examples), tokenizer, label_index
-        self.num_targets, self.source = num_targets, source
+        self.num_targets, self.source, self.rc_prob = num_targets, source, rc_prob
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -38,7 +41,8 @@ class SequenceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         example = self.examples[i]
-        ids = self.tokenizer.encode(example.seq, where=f"{self.source}: record {example.id!r}")
+        seq = reverse_complement(example.seq) if self.rc_prob and float(torch.rand(())) < self.rc_prob else example.seq
+        ids = self.tokenizer.encode(seq, where=f"{self.source}: record {example.id!r}")
         return {"id": example.id, "ids": ids, "y": self.target(example.label)}
 
 

@@ -82,8 +82,9 @@ def embed_records(model, tokenizer, examples, pool: str, batch_size: int, device
         features = model.forward_features(ids, mask).float()
         if pool == "none":
             out.extend(f[m].cpu().numpy() for f, m in zip(features, mask))
-        else:
-            out.extend(pool_sequence(features, mask, pool).cpu().numpy())
+        else:  # an RC-equivariant model pools both strands into one strand-invariant vector
+            pooled = model.pool_features(features, mask, pool) if hasattr(model, "pool_features") else pool_sequence(features, mask, pool)
+            out.extend(pooled.cpu().numpy())
     return out
 
 

@@ -42,7 +42,6 @@ class LanguageModelTask(GenomicsTask):
     def __init__(self, objective: str = "auto", mask_prob: float = 0.15, **kwargs: Any):
         if objective not in OBJECTIVES:
             raise ZooError(f"task.objective={objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        kwargs["model_kwargs"] = lm_model_kwargs(kwargs.get("model", "test_transformer"), dict(kwargs.get("model_kwargs") or {}))
         super().__init__(**kwargs)
         causal = getattr(self.backbone, "causal", True)
         self.objective = ("causal" if causal else "masked") if objective == "auto" else objective
@@ -50,6 +49,9 @@ class LanguageModelTask(GenomicsTask):
             raise ZooError("task.objective=causal needs a causal backbone; this one sees the whole sequence (use masked)")
         self.register_buffer("base_ids", torch.tensor([self.tokenizer.ids[b] for b in "ACGT" if b in self.tokenizer.ids] or
                                                       [i for i, t in enumerate(self.tokenizer.vocab) if len(t) == 1]), persistent=False)
+
+    def backbone_kwargs(self, name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return lm_model_kwargs(name, model_kwargs)
 
     def token_logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features(ids, mask)

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -49,15 +50,18 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and (line number, row) pairs; the delimiter is a tab for .tsv/.tab/.txt, else a comma."""
     name = path.name.lower().removesuffix(".gz")
     delimiter = "\t" if name.endswith((".tsv", ".tab", ".txt")) else ","
+    rows: list[tuple[int, dict[str, str]]] = []
     try:
         with _open_text(path) as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
-            rows = [(reader.line_num, row) for row in reader]
+            for row in reader:
+                rows.append((reader.line_num, row))
             header = list(reader.fieldnames or [])
-    except (EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: truncated or corrupt gzip ({err}); re-download it") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        after = f" (after the row on line {rows[-1][0]})" if rows else ""
+        raise DataError(f"{path}{after}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it") from None
     except (UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: not a readable CSV/TSV ({err})") from None
+        raise DataError(f"{path}:{len(rows) + 2}: not a readable CSV/TSV ({err})") from None
     if not header:
         raise DataError(f"{path}: empty table; it needs a header row and one row per sequence")
     return header, rows

@@ -23,7 +23,9 @@ from domains.genomics.metrics import IGNORE, StageMetrics, classification_metric
 from domains.genomics.plots import plot_positions
 from domains.genomics.prompts import SoftPrompt
 from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, tokenizer_from_config
+from domains.genomics.weights import architecture_from_weights
 from zoo.errors import ZooError
+from zoo.hub import load_state_into
 from zoo.layers.heads import last_valid_index
 from zoo.training import BaseTask
 
@@ -31,14 +33,40 @@ log = logging.getLogger(__name__)
 
 
 class GenomicsTask(BaseTask):
-    def __init__(self, tokenizer: dict | None = None, classes: Sequence[str] = (), **kwargs: Any):
-        super().__init__(**kwargs)
+    """`weights` that record their architecture decide the backbone (see `weights.py`); the task sets its head."""
+
+    def __init__(self, tokenizer: dict | None = None, classes: Sequence[str] = (), torch_threads: int | None = None, **kwargs: Any):
+        weights = kwargs.pop("weights", None)
+        name, model_kwargs, state = architecture_from_weights(kwargs.pop("model", "test_transformer"),
+                                                              dict(kwargs.pop("model_kwargs", None) or {}), weights)
+        super().__init__(model=name, model_kwargs=self.backbone_kwargs(name, model_kwargs), **kwargs)
+        self.hparams["model"] = name  # the architecture built, which a restored checkpoint rebuilds
+        if state is not None:
+            load_state_into(self.backbone, state, str(weights))
         self.tokenizer: CharTokenizer = tokenizer_from_config(tokenizer) if tokenizer else DNATokenizer()
         self.classes = list(classes)
+        vocab = getattr(getattr(self.backbone, "stem", None), "vocab_size", None)
+        if vocab and len(self.tokenizer) > vocab:
+            raise ZooError(f"the data's {self.tokenizer.kind} tokenizer has {len(self.tokenizer)} tokens but {name} embeds only {vocab}; "
+                           "use weights trained on this alphabet (data.alphabet)")
+
+    def teardown(self, stage: str) -> None:
+        if hasattr(self, "_saved_threads"):
+            torch.set_num_threads(self._saved_threads)
+            del self._saved_threads
+
+    def backbone_kwargs(self, name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The kwargs the backbone is built with, once its architecture is known (language models add their head)."""
+        return model_kwargs
 
     extra_tokens = 0  # tokens the task adds to each sample (soft prompts)
 
     def setup(self, stage: str) -> None:
+        # Small models on a shared CPU: extra intra-op threads only spin-wait (the demo ran 7x slower
+        # with two threads on two busy cores, docs/genomics.md). Restored in teardown.
+        if self.hparams.get("torch_threads") and not hasattr(self, "_saved_threads"):
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(int(self.hparams.torch_threads))
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "use_tokenizer"):
             return
@@ -73,11 +101,14 @@ class SequenceTask(GenomicsTask):
     """One label per sequence. task_type: classification | regression; pool: max | mean | last | cls."""
 
     def __init__(self, classes: Sequence[str] = ("negative", "positive"), task_type: str = "classification", pool: str = "max",
-                 target_mean: Sequence[float] | None = None, target_std: Sequence[float] | None = None, **kwargs: Any):
+                 target_mean: Sequence[float] | None = None, target_std: Sequence[float] | None = None,
+                 rc_conjoin: bool = False, **kwargs: Any):
         if task_type not in ("classification", "regression"):
             raise ZooError(f"task_type={task_type!r}; choose classification or regression")
         kwargs["model_kwargs"] = {**dict(kwargs.get("model_kwargs") or {}), **self.head_kwargs(len(classes), pool)}
         super().__init__(classes=classes, **kwargs)
+        if rc_conjoin and self.tokenizer.kind != "dna":
+            raise ZooError("task.rc_conjoin averages over both DNA strands; set it false for protein sequences")
         if pool == "cls" and not self.tokenizer.has_cls():
             raise ZooError("task.pool=cls needs a [CLS] token first: add data.prepend_cls=true (protein: data.add_special_tokens=true)")
         n = len(self.classes)
@@ -90,8 +121,15 @@ class SequenceTask(GenomicsTask):
         return {"num_classes": num_outputs, "global_pool": pool}
 
     def outputs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, C) or standardised regression outputs (B, T)."""
-        return self.backbone(ids, mask).float()
+        """Class logits (B, C) or standardised regression outputs (B, T).
+
+        rc_conjoin (post-hoc conjoining, Caduceus-PH / DNA-xLSTM's `conjoin_test`): outside training,
+        the outputs for the sequence and for its reverse complement are averaged, so any backbone's
+        predictions become strand-invariant; training is unchanged."""
+        out = self.backbone(ids, mask).float()
+        if self.hparams.get("rc_conjoin") and not self.training:
+            out = (out + self.backbone(self.tokenizer.reverse_complement_ids(ids, mask), mask).float()) / 2
+        return out
 
     def shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         out, y = self.outputs(batch["ids"], batch["mask"]), batch["y"]

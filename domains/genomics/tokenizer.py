@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from zoo.errors import DataError, ZooError
+from zoo.models.bio_xlstm import strand_index
 
 DNA_VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
 PROTEIN_VOCAB = (
@@ -156,6 +157,18 @@ class DNATokenizer(CharTokenizer):
     def complement_map(self) -> list[int]:
         """Id of each token's complement (itself for N and special tokens): the `complement_map` of RC-equivariant models."""
         return [self.ids[DNA_COMPLEMENT[t]] if t in "ACGT" else i for i, t in enumerate(self.vocab)]
+
+    def reverse_complement_ids(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The other strand of a padded batch, equal to encoding each reverse-complemented sequence:
+        bases complemented and reversed, special tokens and padding in place."""
+        fixed = torch.tensor(self.strand_fixed_ids(), device=ids.device)
+        complement = torch.tensor(self.complement_map(), device=ids.device)
+        return complement[ids.gather(1, strand_index(ids, mask, fixed))]
+
+    def strand_fixed_ids(self) -> list[int]:
+        """Tokens that keep their place on the other strand (the `rc_fixed_ids` of RC-equivariant models):
+        [CLS], [SEP], [BOS], [PAD], [RESERVED]; [MASK] and [UNK] stand where a base is, so they move with it."""
+        return [self.ids[t] for t in ("[CLS]", "[SEP]", "[BOS]", "[PAD]", "[RESERVED]")]
 
     def has_cls(self) -> bool:
         return self.add_special_tokens and self.prepend_cls

@@ -12,12 +12,19 @@ Variants of the official DNA-xLSTM code, selected by keyword:
 - `bidirectional=True`: each block runs on the sequence and on its reverse with shared
   weights and the two outputs are summed (masked language modelling). As officially, both
   directions include the block's residual path, so the residual stream is doubled.
-- `rc_equivariant=True` (parameter sharing, "PS", after Caduceus, Schiff et al. 2024): the
-  stack runs with shared weights on the sequence and on its reverse complement (ids mapped
-  by `complement_map`, the tokenizer's complement of each id, then reversed); features are
-  [h(x), flip_{L,C}(h(rc x))] of width 2 * dim, so that f(rc x) = flip_{L,C}(f(x)), and the
-  LM head adds the complement-permuted logits of the second half (official `RCPSLMHead`).
-  Unlike the official code, which leaves mLSTM layers un-shared, every layer is covered.
+- `rc_equivariant=True` (parameter sharing, "PS", after Caduceus, Schiff et al., ICML 2024): the
+  stack runs with shared weights on the sequence and on its reverse complement (bases mapped
+  by `complement_map` and reversed; the tokens in `rc_fixed_ids` (special tokens such as
+  [SEP], [CLS], padding) keep their place, so the second strand is exactly what the tokenizer
+  makes of the reverse-complemented text). Features are [h(x), h(rc x) aligned back to x's
+  positions with channels flipped], width 2 * dim, so that f(rc x) equals f(x) with the bases
+  mirrored and the channels flipped. The LM head adds the complement-permuted logits of the
+  second half (official `RCPSLMHead`). The classifier is the official one
+  (`CaduceusForSequenceClassification`, DNA-xLSTM's `conjoin_train` decoder): one linear head
+  of width `dim` shared by both strands, their outputs averaged, so pooled predictions
+  (mean, max; last/first when that token is a fixed special token) are strand-invariant and
+  per-base ones strand-equivariant. Unlike the official code, which leaves mLSTM layers
+  un-shared, every layer is covered.
 Both variants see the whole sequence, so they are not causal and have no `step`.
 """
 
@@ -28,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.layers.heads import InputStem
+from zoo.layers.heads import InputStem, pool_sequence
 from zoo.layers.xlstm import GatedFeedForward, ResidualLayerNorm, small_init_, xLSTMBlock
 from zoo.layers.xlstm_mlstm import mLSTMLayer
 from zoo.layers.xlstm_slstm import sLSTMLayer
@@ -71,6 +78,7 @@ class BioXLSTM(SequenceBackbone):
         bidirectional: bool = False,
         rc_equivariant: bool = False,
         complement_map: list[int] | None = None,
+        rc_fixed_ids: list[int] | None = None,
     ):
         super().__init__()
         if vocab_size is None and in_features is None:
@@ -83,6 +91,7 @@ class BioXLSTM(SequenceBackbone):
         self.recurrent = self.causal = not (rc_equivariant or bidirectional)
         if rc_equivariant:
             self.register_buffer("complement", _complement_ids(complement_map, vocab_size), persistent=False)
+            self.register_buffer("rc_fixed", torch.tensor(sorted(rc_fixed_ids or []), dtype=torch.long), persistent=False)
         if tie_weights and vocab_size is None:
             raise ZooError("bio_xlstm: tie_weights=True needs token inputs (vocab_size); "
                            "drop tie_weights for in_features models.")
@@ -109,14 +118,16 @@ class BioXLSTM(SequenceBackbone):
             self.lm_head = nn.Linear(dim, vocab_size, bias=False)
             small_init_(self.lm_head.weight, dim)
         self.init_head(2 * dim if rc_equivariant else dim, num_classes, global_pool, dropout)
+        self._strand_head()
 
     def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                          position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) ids or (B, L, C) features -> (B, L, num_features); `position_ids` (L,) or (B, L) feed RoPE only."""
         if self.rc_equivariant:
             # both strands through the same weights in one batch; the reverse complement is read 5'->3' as well
-            x = torch.cat([x, self.reverse_complement(x)])
-            mask = None if mask is None else torch.cat([mask, mask.flip(1)])
+            index = strand_index(x, mask, self.rc_fixed)
+            x = torch.cat([x, self.complement[x.gather(1, index)]])
+            mask = None if mask is None else torch.cat([mask, mask])  # padding and fixed tokens keep their place
             if position_ids is not None and position_ids.dim() == 2:
                 position_ids = torch.cat([position_ids, position_ids])
         h = self.stem(x)
@@ -129,11 +140,36 @@ class BioXLSTM(SequenceBackbone):
         h = self.post_blocks_norm(h)
         if self.rc_equivariant:
             forward, reverse = h.chunk(2)
-            h = torch.cat([forward, reverse.flip(1, 2)], dim=-1)
+            reverse = reverse.gather(1, index[..., None].expand_as(reverse)).flip(-1)  # back to x's positions
+            h = torch.cat([forward, reverse], dim=-1)
         return h
 
-    def reverse_complement(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.complement[ids].flip(1)
+    def reverse_complement(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The other strand's ids: bases complemented and reversed, `rc_fixed_ids` and padding in place."""
+        return self.complement[ids.gather(1, strand_index(ids, mask, self.rc_fixed))]
+
+    # RC-equivariant models: one head of width `dim` for both strands, outputs averaged (Caduceus' classifier).
+    def _strand_head(self) -> None:
+        if self.rc_equivariant and self.num_classes > 0:
+            ref = next(self.parameters())
+            self.head = nn.Linear(self.num_features // 2, self.num_classes).to(ref.device, ref.dtype)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        super().reset_classifier(num_classes, global_pool)
+        self._strand_head()
+
+    def pool_features(self, features: torch.Tensor, mask: torch.Tensor | None, mode: str) -> torch.Tensor:
+        """`pool_sequence` of `forward_features`; RC models average the two strands (width dim, strand-invariant)."""
+        if not self.rc_equivariant:
+            return pool_sequence(features, mask, mode)
+        forward, reverse = features.chunk(2, dim=-1)
+        return (pool_sequence(forward, mask, mode) + pool_sequence(reverse.flip(-1), mask, mode)) / 2
+
+    def forward_head(self, features: torch.Tensor, mask: torch.Tensor | None = None, pre_logits: bool = False) -> torch.Tensor:
+        if not self.rc_equivariant:
+            return super().forward_head(features, mask, pre_logits)
+        pooled = self.head_drop(self.pool_features(features, mask, self.global_pool))
+        return pooled if pre_logits else self.head(pooled)
 
     def lm_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Next-token (or masked-token) logits (B, L, vocab) from `forward_features` output."""
@@ -163,6 +199,21 @@ class BioXLSTM(SequenceBackbone):
         if not self.recurrent:
             raise ZooError("bio_xlstm: step() needs a causal model; bidirectional / rc_equivariant models "
                            "read the whole sequence.")
+
+
+def strand_index(ids: torch.Tensor, mask: torch.Tensor | None = None, fixed: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L) gather index that reverses each row's bases: the real (`mask`) positions whose token is
+    not in `fixed` are mirrored among themselves; fixed tokens and padding stay. An involution, so it
+    also maps the reversed strand back. Without mask and fixed ids it is plain reversal, L-1-i."""
+    length = ids.shape[1]
+    positions = torch.arange(length, device=ids.device).expand_as(ids)
+    moving = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+    if fixed is not None and fixed.numel():
+        moving = moving & ~torch.isin(ids, fixed)
+    rank = moving.cumsum(1) - 1  # k for the k-th moving position of the row
+    mirror = (moving.sum(1, keepdim=True) - 1 - rank).clamp_min(0)
+    order = torch.where(moving, positions, positions + length).argsort(1)  # moving positions first, in order
+    return torch.where(moving, order.gather(1, mirror), positions)
 
 
 def _complement_ids(complement_map: list[int] | None, vocab_size: int | None) -> torch.Tensor:
@@ -226,7 +277,10 @@ def dna_xlstm_500k(**kw) -> BioXLSTM:
 
 @register_model
 def dna_xlstm_2m(**kw) -> BioXLSTM:
-    """DNA-xLSTM 2M class (1.67M parameters): width 256, four mLSTM blocks (the official pre-training script)."""
+    """DNA-xLSTM 2M class (1.67M parameters): width 256, four mLSTM blocks. The official pre-training script
+    (scripts_pretrain/run_pretrain_xlstm.sh) has this width and depth but defaults to sLSTM blocks
+    (`slstm_at="all", s_proj_factor=1.1, s_round_proj_up_dim_up=False, s_round_proj_up_to_multiple_of=8`:
+    1.40M parameters here), the variant its parameter-sharing RC models use."""
     return BioXLSTM(**{**_DNA, "dim": 256, "depth": 4, **kw})
 
 
