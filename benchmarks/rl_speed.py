@@ -7,7 +7,11 @@ Rows:
 - rollout: env + MLP policy acting (the issue's "whole loop" of the JAX/torch comparison);
 - ppo: a full PPO iteration (rollout of 128 steps + 4 epochs x 4 minibatches of updates);
 - gymnax-adapter: gymnax's jitted CartPole crossing to torch every step (numpy on CPU);
-- cores: full PPO iterations on popgym/RepeatPrevious for S5 vs GRU vs LSTM vs MLP at equal width.
+- cores: full PPO iterations on popgym/RepeatPrevious for S5 vs GRU vs LSTM vs MLP vs Transformer, each at
+  its `model=` config (core sizes matched at ~19-20k parameters).
+
+--compile: the rollout compiles one whole step (`RolloutCollector(compile=True)`: act, sampling and,
+on CartPole, the env step with its branch-free reset), and "env only" times the compiled dense step.
 
 Reports wall-clock steps/s and steps per CPU-second of this process (the latter is
 what a busy shared machine still measures fairly). Writes no files; never asserts.
@@ -22,15 +26,14 @@ import time
 
 import torch
 
-import domains.rl.policy_cores  # noqa: F401
 from domains.rl.agent import ActorCriticHeads, Agent
 from domains.rl.envs import make_env
+from domains.rl.policy_cores import core_config
 from domains.rl.ppo import PPOConfig, ppo_update
 from domains.rl.rollout import RolloutCollector
 from zoo.registry import create_model
 
-CORES = {"s5": ("s5_rl", {"dim": 64, "state_dim": 64, "depth": 2}), "gru": ("gru_policy_small", {"dim": 64}),
-         "lstm": ("lstm_policy_small", {"dim": 64}), "mlp": ("mlp_policy_small", {"dim": 64})}
+CORES = ("s5", "gru", "lstm", "mlp", "transformer")
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -43,16 +46,15 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return (time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats
 
 
-def build(env_name: str, core: str, num_envs: int, device: str, compile_loop: bool, width: int = 64):
+def build(env_name: str, core: str, num_envs: int, device: str, width: int | None = None, head: int = 64):
+    """An env and an agent with the `model=<core>` config (`width` overrides its dim, for the MLP rows)."""
     env = make_env(env_name, num_envs, device)
-    name, kwargs = CORES[core]
-    backbone = create_model(name, in_features=env.obs_dim, **{**kwargs, "dim": width}).to(device)
-    heads = ActorCriticHeads(backbone.num_features, env.num_actions, width).to(device)
-    agent = Agent(backbone, heads)
-    if compile_loop:
-        env.transition = torch.compile(env.transition, dynamic=False)
-        agent.act = torch.compile(agent.act, dynamic=False)
-    return env, agent
+    name, kwargs = core_config(core)
+    if width:
+        kwargs = {"dim": width, "depth": 2}
+    backbone = create_model(name, in_features=env.obs_dim, **kwargs).to(device)
+    heads = ActorCriticHeads(backbone.num_features, env.num_actions, width or head).to(device)
+    return env, Agent(backbone, heads)
 
 
 def row(label: str, steps: int, wall: float, cpu: float) -> str:
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--width", type=int, default=64, help="MLP policy width (core and heads) for the CartPole rows")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the env transition and the policy step")
+    parser.add_argument("--compile", action="store_true", help="torch.compile one rollout step (env + policy + sampling)")
     parser.add_argument("--cores", action="store_true", help="also compare S5/GRU/LSTM/MLP on a memory task")
     parser.add_argument("--core-envs", type=int, default=64)
     parser.add_argument("--gymnax", action="store_true", help="also time the gymnax adapter")
@@ -76,17 +78,19 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, compile {args.compile}\n")
     print(f"| loop (CartPole-v1, MLP policy of width {args.width}) | steps/s (wall) | steps per CPU-second |\n|---|---|---|")
     for n in args.envs:
-        env, agent = build("CartPole-v1", "mlp", n, args.device, args.compile, args.width)
+        env, agent = build("CartPole-v1", "mlp", n, args.device, args.width)
         obs, state = env.reset(seed=0)
         actions = torch.randint(0, 2, (args.steps, n), device=args.device)
+        dense = torch.compile(env.step_dense, dynamic=False) if args.compile else None
 
         def env_only():
             nonlocal state
+            noise = env.uniform(args.steps, n, *env.reset_noise) if dense else None
             for t in range(args.steps):
-                _, state, _, _, _ = env.step(state, actions[t])
+                _, state, _, _, _ = dense(state, actions[t], noise[t]) if dense else env.step(state, actions[t])
 
         print(row(f"env only, {n} envs", n * args.steps, *timed(env_only, args.repeats)))
-        collector = RolloutCollector(env, agent, seed=0)
+        collector = RolloutCollector(env, agent, seed=0, compile=args.compile)
         print(row(f"rollout (env + policy), {n} envs", n * args.steps, *timed(lambda: collector.collect(args.steps), args.repeats)))
         optimizer = torch.optim.Adam([*agent.backbone.parameters(), *agent.heads.parameters()], lr=2.5e-4, eps=1e-5)
         iteration = lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig())  # noqa: E731
@@ -103,12 +107,12 @@ def main() -> None:
             print(row(f"gymnax adapter env only, {n} envs", n * args.steps, *timed(gymnax_only, args.repeats)))
     if args.cores:
         n = args.core_envs
-        print(f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, width 64) | params | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |")
+        print(f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, `model=` configs) | params (core + heads) | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |")
         print("|---|---|---|---|---|")
         for core in CORES:
-            env, agent = build("popgym/RepeatPrevious", core, n, args.device, args.compile)
+            env, agent = build("popgym/RepeatPrevious", core, n, args.device)
             params = sum(p.numel() for m in (agent.backbone, agent.heads) for p in m.parameters())
-            collector = RolloutCollector(env, agent, seed=0)
+            collector = RolloutCollector(env, agent, seed=0)  # eager: the S5 state is complex, which inductor skips
             optimizer = torch.optim.Adam([*agent.backbone.parameters(), *agent.heads.parameters()], lr=2.5e-4, eps=1e-5)
             wall, cpu = timed(lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig()), args.repeats)
             roll_wall, _ = timed(lambda: collector.collect(args.steps), args.repeats)

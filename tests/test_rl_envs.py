@@ -62,6 +62,27 @@ def test_parity_with_gymnax(env_id, to_torch, kwargs):
     assert resets > n  # the auto-reset path was exercised many times
 
 
+def test_dense_reset_step_equals_step_with_fresh_rows_from_the_noise():
+    """`step_dense` (branch-free, for torch.compile) moves like `step`; done rows restart at `fresh_state(noise)`."""
+    env, n = make_env("CartPole-v1", 64), 64
+    _, state = env.reset(seed=0)
+    g = torch.Generator().manual_seed(1)
+    resets = 0
+    for _ in range(60):
+        action = torch.randint(0, 2, (n,), generator=g)
+        noise = torch.rand(n, *env.reset_noise, generator=g)
+        obs, dense_state, reward, done, info = env.step_dense(state, action, noise)
+        ref_obs, ref_state, ref_reward, ref_done, ref_info = env.step(state, action)
+        assert torch.equal(done, ref_done) and torch.equal(reward, ref_reward)
+        assert torch.equal(info["final_observation"], ref_info["final_observation"])
+        assert torch.equal(obs[~done], ref_obs[~done]) and torch.equal(dense_state["s"][~done], ref_state["s"][~done])
+        fresh = env.fresh_state(noise)
+        assert torch.equal(dense_state["s"][done], fresh["s"][done]) and torch.equal(obs[done], env.observe(fresh)[done])
+        resets += int(done.sum())
+        state = dense_state
+    assert resets > n
+
+
 TORCH_NAMES = sorted(name for name in TORCH_ENVS if not name.endswith(("-Medium", "-Hard")))
 
 
@@ -190,6 +211,20 @@ def test_projected_observation_is_linear_projection_and_actions_permuted():
     torch.testing.assert_close(total, torch.ones(4))
     other = make_env("meta/projected-MemoryChain-bsuite", 4, projection_seed=3)
     assert not torch.allclose(other.reset(seed=0)[1]["matrix"], env.reset(seed=0)[1]["matrix"])
+
+
+def test_meta_bandit_hides_the_good_arm_behind_the_permutation():
+    """Pulling arm 0 always earns ~0 under per-trial permutations; an agent that knows the permutation earns 2p - 1."""
+    env = make_env("meta/projected-TwoArmedBandit", 4000, p=0.9, episodes_per_trial=3)
+    _, state = env.reset(seed=0)
+    fixed, informed = 0.0, 0.0
+    for _ in range(6):  # two trials: the permutation is redrawn in between
+        good = state["perm"].argsort(1)[:, 0]  # the agent action that pulls env arm 0
+        _, _, reward, _, _ = env.step(state, torch.zeros_like(good))
+        fixed += float(reward.mean()) / 6
+        _, state, reward, _, _ = env.step(state, good)
+        informed += float(reward.mean()) / 6
+    assert abs(fixed) < 0.05 and abs(informed - 0.8) < 0.05
 
 
 def test_gymnax_adapter_matches_torch_cartpole_dynamics():

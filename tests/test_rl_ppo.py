@@ -24,6 +24,51 @@ def test_gae_hand_computed():
     torch.testing.assert_close(ret[:, 0], torch.tensor([1.792, 1.0, 1.18]))
 
 
+def test_gae_bootstraps_truncated_episodes():
+    rewards, values = torch.tensor([[1.0], [1.0]]), torch.tensor([[0.5], [0.4]])
+    dones = torch.tensor([[True], [False]])
+    bootstrap = torch.tensor([[2.0], [0.0]])  # step 0 was cut by a time limit; its final obs is worth 2
+    adv, _ = gae(rewards, values, dones, torch.tensor([0.2]), gamma=0.9, lam=0.8, bootstrap=bootstrap)
+    # delta_1 = 1 + .9*.2 - .4 = .78; delta_0 = 1 + .9*2 - .5 = 2.3 and the done still cuts the trace
+    torch.testing.assert_close(adv[:, 0], torch.tensor([2.3, 0.78]))
+
+
+def test_rollout_bootstraps_from_the_final_observation_of_truncated_episodes():
+    """CartPole cut at 5 steps: bootstrap = V(final obs) exactly at the cuts, 0 elsewhere (replayed by hand)."""
+    from domains.rl.envs import make_env
+    from domains.rl.rollout import RolloutCollector
+
+    agent = make_agent("mlp", obs_dim=4, actions=2)
+    batch = RolloutCollector(make_env("CartPole-v1", 3, max_steps=5), agent, seed=4).collect(12)
+    env = make_env("CartPole-v1", 3, max_steps=5)
+    _, state = env.reset(seed=4)
+    expected = torch.zeros(12, 3)
+    for t in range(12):
+        _, state, _, _, info = env.step(state, batch.actions[t])
+        cut = info["truncated"] & ~info["terminated"]
+        with torch.no_grad():
+            expected[t] = agent.heads(agent.backbone.forward_features(info["final_observation"][:, None]))[1][:, 0] * cut
+    assert expected[4].abs().min() > 0 and (expected[[0, 1, 2, 3, 5, 6, 7, 8]] == 0).all()
+    torch.testing.assert_close(batch.bootstrap, expected)
+
+
+def test_finished_episodes_equal_a_step_by_step_tally():
+    from domains.rl.rollout import finished_episodes
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        rewards = torch.randint(0, 5, (7, 5), generator=g).float()
+        dones = torch.rand(7, 5, generator=g) < 0.3
+        carry_r, carry_l = torch.randint(0, 5, (5,), generator=g).float(), torch.randint(0, 5, (5,), generator=g)
+        run_r, run_l, returns, lengths = carry_r.clone(), carry_l.clone(), [], []
+        for t in range(7):
+            run_r, run_l = run_r + rewards[t], run_l + 1
+            returns, lengths = returns + run_r[dones[t]].tolist(), lengths + run_l[dones[t]].tolist()
+            run_r, run_l = run_r.masked_fill(dones[t], 0), run_l.masked_fill(dones[t], 0)
+        got = finished_episodes(rewards, dones, carry_r, carry_l)
+        assert [got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3].tolist()] == [returns, lengths, run_r.tolist(), run_l.tolist()]
+
+
 def test_ppo_loss_hand_computed():
     logits = torch.zeros(2, 2)  # pi(a) = 1/2
     actions = torch.tensor([0, 1])
@@ -54,10 +99,12 @@ def test_ppo_loss_gradient_vanishes_outside_clip():
 
 
 CORES = {
-    "s5": ("s5_rl", {"dim": 16, "state_dim": 8, "depth": 2}),
+    "s5": ("s5_policy_small", {"dim": 16, "state_dim": 8, "depth": 2}),
+    "s5_linear_stem": ("s5_rl", {"dim": 16, "state_dim": 8, "depth": 2}),
     "gru": ("gru_policy_small", {"dim": 16}),
     "lstm": ("lstm_policy_small", {"dim": 16}),
     "mlp": ("mlp_policy_small", {"dim": 16}),
+    "transformer": ("transformer_policy_small", {"dim": 16, "heads": 2, "memory": 6}),
 }
 
 
@@ -116,7 +163,7 @@ def test_gumbel_max_samples_follow_softmax():
 def test_baseline_cores_keep_the_backbone_contract():
     """step() equals forward(); right padding leaves the real positions unchanged."""
     for name, kwargs in CORES.values():
-        if name == "s5_rl":
+        if name.startswith("s5"):
             continue
         model = create_model(name, in_features=3, num_classes=2, **kwargs).eval()
         x = torch.randn(2, 6, 3)

@@ -80,6 +80,23 @@ def test_cli_train_eval_export_roundtrip(tmp_path):
                        "paths.output_dir=" + str(tmp_path / "bad")))
 
 
+def test_cli_trains_and_exports_the_transformer_core(tmp_path, model="transformer"):
+    """model=transformer from the CLI on a memory task; the exported policy acts (from a KV cache) like the trained one."""
+    from domains.rl.hub import load_policy
+    from zoo.training import run
+
+    result = run(compose_rl(tmp_path, f"model={model}", "env=popgym/RepeatFirst", "task.eval_episodes=2"))
+    exported = run(compose_rl(tmp_path, f"model={model}", "env=popgym/RepeatFirst", "mode=export",
+                              f"ckpt_path={result['last_checkpoint']}", f"output={tmp_path / 'policy'}"))
+    agent, _ = load_policy(exported["model_dir"])
+    from domains.rl.tasks import PPOTask
+
+    task = PPOTask.load_from_checkpoint(result["last_checkpoint"], weights_only=True)
+    obs, start = torch.randn(3, 9), torch.tensor([True, False, True])
+    warm = task.agent.act(torch.randn(3, 9), task.agent.initial_state(3), start)[2]
+    torch.testing.assert_close(task.agent.act(obs, warm, start)[0], agent.act(obs, warm, start)[0])
+
+
 def test_bad_env_name_fails_with_suggestions(tmp_path):
     from cli.main import user_error_in
     from zoo.training import run
@@ -105,3 +122,21 @@ def test_trial_returns_table_on_projected_env():
     table = trial_returns(agent, env, seed=0, trials=6)
     assert table.shape == (6, 3)
     assert set(table.unique().tolist()) <= {-1.0, 1.0}  # each MemoryChain episode scores exactly one answer
+
+
+@pytest.mark.slow
+def test_compiled_rollout_equals_the_eager_dense_rollout():
+    """torch.compile of one rollout step (CartPole: env + MLP policy + sampling fused) changes nothing but speed."""
+    def collector(compiled: bool) -> RolloutCollector:
+        torch.manual_seed(0)
+        backbone = create_model("mlp_policy_small", in_features=4, dim=16)
+        made = RolloutCollector(make_env("CartPole-v1", 16), Agent(backbone, ActorCriticHeads(16, 2, 16)), seed=3, compile=True)
+        if not compiled:
+            made.transition = made._transition  # the same dense-reset step, run eagerly
+        return made
+
+    fast, slow = collector(True).collect(40), collector(False).collect(40)
+    assert fast.dones.any()  # episodes ended, so the fused reset ran
+    assert torch.equal(fast.actions, slow.actions) and torch.equal(fast.dones, slow.dones)
+    torch.testing.assert_close(fast.obs, slow.obs, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.values, slow.values, atol=1e-5, rtol=1e-4)

@@ -1,9 +1,10 @@
 """Actor-critic agent: a zoo backbone (the policy core) plus actor and critic heads.
 
-As in Lu et al. (NeurIPS 2023): one shared sequence core (S5 by default, or a
-GRU/LSTM/MLP baseline) whose features feed a categorical actor MLP and a value
-MLP. The core sees episode starts as `reset` flags, so training on a rollout
-that spans several episodes equals acting step by step (tested).
+As in Lu et al. (NeurIPS 2023): one shared sequence core (S5 by default, a
+GRU/LSTM/MLP baseline, or a Transformer over the trial) whose features feed a
+categorical actor MLP and a value MLP. The core sees episode starts as `reset`
+flags, so training on a rollout that spans several episodes equals acting step
+by step (tested).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Agent:
         for method in ("forward_chunk", "step", "init_state"):
             if not hasattr(backbone, method) or not getattr(backbone, "recurrent", False):
                 raise ZooError(f"{type(backbone).__name__} can't act step by step with episode resets "
-                               f"(needs {method}); use model=s5, gru, lstm or mlp")
+                               f"(needs {method}); use model=s5, gru, lstm, mlp or transformer")
         self.backbone, self.heads = backbone, heads
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> Any:

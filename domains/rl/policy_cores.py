@@ -10,7 +10,8 @@ alike: `forward_features(x, mask, reset)`, `forward_chunk(x, state, reset) ->
 (features, state)` continuing from a stored state, `init_state(batch)`,
 `step(x_t, state, reset_t)`. `reset[:, t]` zeroes the state before step t. An
 RNN has no parallel form with resets, so its chunk forward is a loop over time
-(the cost the paper's S5 removes).
+(the cost the paper's S5 removes). Importing this module also registers the
+Transformer over the trial (`domains.rl.trial_transformer`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import domains.rl.s5_policy  # registers s5_policy_small (and the next line transformer_policy_small)
+import domains.rl.trial_transformer  # noqa: F401  (registers transformer_policy_small)
 from zoo.layers.heads import InputStem
 from zoo.models.base import SequenceBackbone
 from zoo.registry import register_model
@@ -141,3 +144,16 @@ def lstm_policy_small(**kw) -> RecurrentCore:
 @register_model
 def mlp_policy_small(**kw) -> MLPCore:
     return MLPCore(**{"dim": 64, "depth": 2, **kw})
+
+
+def core_config(core: str) -> tuple[str, dict]:
+    """(registry name, kwargs) of `model=<core>` (domains/rl/configs/model/<core>.yaml), for scripts and benchmarks."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    path = resources.files("domains.rl") / "configs" / "model" / f"{core}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no policy core config {core!r}; choose one of s5, gru, lstm, mlp, transformer")
+    cfg = OmegaConf.load(str(path))
+    return str(cfg.name), dict(cfg.kwargs)

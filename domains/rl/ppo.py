@@ -29,14 +29,18 @@ class PPOConfig:
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
-        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advantages and value targets; `dones[t]` means the episode ended after step t (no bootstrap).
+        gamma: float, lam: float, bootstrap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and value targets; `dones[t]` means the episode ended after step t.
 
-    A = sum_k (gamma lam)^k delta_{t+k}, delta_t = r_t + gamma V_{t+1} (1 - d_t) - V_t.
+    A = sum_k (gamma lam)^k delta_{t+k}, delta_t = r_t + gamma (V_{t+1} (1 - d_t) + b_t) - V_t, where
+    `bootstrap` b_t is the value of the final observation of an episode cut by a time limit at t
+    (0 at true terminals and elsewhere; Pardo et al., ICML 2018, "Time Limits in Reinforcement Learning").
     """
     not_done = 1.0 - dones.float()
     next_values = torch.cat((values[1:], last_value.unsqueeze(0)), dim=0)
     deltas = rewards + gamma * next_values * not_done - values
+    if bootstrap is not None:
+        deltas = deltas + gamma * bootstrap
     advantages = torch.empty_like(deltas)
     running = torch.zeros_like(last_value)
     # A backward recursion over T steps on (B,) tensors: cheap next to the policy's forward.
@@ -81,7 +85,8 @@ def ppo_update(agent, batch, optimizer: torch.optim.Optimizer, cfg: PPOConfig, b
     from domains.rl.agent import index_state
 
     backward = backward or (lambda loss: loss.backward())
-    advantages, returns = gae(batch.rewards, batch.values, batch.dones, batch.last_value, cfg.gamma, cfg.gae_lambda)
+    advantages, returns = gae(batch.rewards, batch.values, batch.dones, batch.last_value, cfg.gamma, cfg.gae_lambda,
+                              getattr(batch, "bootstrap", None))
     # Batch-major (B, T) for the sequence forward.
     obs, starts = batch.obs.transpose(0, 1), batch.starts.transpose(0, 1)
     actions, old_logp, old_values = batch.actions.T, batch.logp.T, batch.values.T

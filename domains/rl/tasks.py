@@ -49,6 +49,7 @@ class PPOTask(BaseTask):
         eval_episodes: int = 100,
         eval_seed: int = 1000,
         torch_threads: int | None = 1,
+        compile_rollout: bool = False,
         train_dir: str | None = None,
         **kwargs: Any,
     ):
@@ -102,7 +103,8 @@ class PPOTask(BaseTask):
 
     def on_train_start(self) -> None:
         seed = int(self.trainer.datamodule.seed if self.trainer.datamodule else 0) + int(self.iteration)
-        self.collector = RolloutCollector(self.env(self.hparams.num_envs), self.agent, seed=seed)
+        self.collector = RolloutCollector(self.env(self.hparams.num_envs), self.agent, seed=seed,
+                                          compile=bool(self.hparams.get("compile_rollout", False)))
         self.total_iterations = max(1, self.trainer.max_epochs * self.trainer.num_training_batches)
         self.base_lrs = [group["lr"] for group in self.optimizers().optimizer.param_groups]
 

@@ -2,6 +2,7 @@
 
 Names:
 - `CartPole-v1`, `MemoryChain-bsuite`: pure-torch versions (fast), tested against gymnax.
+- `TwoArmedBandit`: the base task of the meta-RL bandit (for `meta/projected-TwoArmedBandit`).
 - `popgym/<Task>[-Easy|-Medium|-Hard]`: POPGym memory tasks in pure torch (Easy if no level).
 - `gymnax/<id>`: any gymnax environment with discrete actions, through the adapter.
 - `meta/projected-<name>`: per-trial random projections of any of the above (in-context meta-RL).
@@ -23,7 +24,7 @@ import torch
 from domains.rl.envs.base import FunctionalEnv, TorchEnv
 from domains.rl.envs.cards import Autoencode, CountRecall, RepeatFirst, RepeatPrevious
 from domains.rl.envs.cartpole import CartPole, NoisyStatelessCartPole, StatelessCartPole
-from domains.rl.envs.games import Concentration, MultiarmedBandit
+from domains.rl.envs.games import Concentration, MultiarmedBandit, TwoArmedBandit
 from domains.rl.envs.memory_chain import MemoryChain
 from domains.rl.envs.wrappers import PrevAction, ProjectedTrials
 from zoo.errors import ZooError
@@ -49,7 +50,8 @@ for _task, (_cls, _levels) in _LEVELS.items():
     POPGYM[f"popgym/{_task}"] = partial(_cls, **_levels[0])
 
 ALIASES = {"CartPole": "CartPole-v1", "MemoryChain": "MemoryChain-bsuite"}
-TORCH_ENVS: dict[str, Callable[..., TorchEnv]] = {"CartPole-v1": CartPole, "MemoryChain-bsuite": MemoryChain, **POPGYM}
+TORCH_ENVS: dict[str, Callable[..., TorchEnv]] = {"CartPole-v1": CartPole, "MemoryChain-bsuite": MemoryChain,
+                                                  "TwoArmedBandit": TwoArmedBandit, **POPGYM}
 
 
 def _gymnax_ids() -> list[str]:
@@ -62,7 +64,7 @@ def _gymnax_ids() -> list[str]:
 
 def list_envs() -> list[str]:
     base = sorted(TORCH_ENVS) + _gymnax_ids()
-    return base + [f"meta/projected-{name}" for name in ("CartPole-v1", "MemoryChain-bsuite")] + sorted(ALIASES)
+    return base + [f"meta/projected-{name}" for name in ("CartPole-v1", "MemoryChain-bsuite", "TwoArmedBandit")] + sorted(ALIASES)
 
 
 def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any) -> TorchEnv:

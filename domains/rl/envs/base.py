@@ -93,6 +93,30 @@ class FunctionalEnv(TorchEnv):
         state = self.init_state(self.num_envs)
         return self.observe(state), state
 
+    #: shape of the per-env uniform noise `fresh_state` turns into a new episode; None: no `step_dense`.
+    reset_noise: tuple[int, ...] | None = None
+
+    def fresh_state(self, noise: torch.Tensor) -> State:
+        raise NotImplementedError(f"{self.name} has no dense reset (reset_noise is None)")
+
+    def step_dense(self, state: State, action: torch.Tensor, noise: torch.Tensor):
+        """`step` with a branch-free auto-reset from `noise` (num_envs, *reset_noise), uniform in [0, 1).
+
+        Every env gets a candidate fresh state and keeps it where done: no data-dependent
+        shapes or host syncs, so torch.compile can fuse the whole step into one kernel
+        (`RolloutCollector(compile=True)`; docs/rl.md, Speed).
+        """
+        obs, new, reward, terminated, truncated = self.transition(state, action)
+        done = terminated | truncated
+        fresh = self.fresh_state(noise)
+
+        def pick(old: torch.Tensor, young: torch.Tensor) -> torch.Tensor:
+            return torch.where(done.view(-1, *[1] * (old.dim() - 1)), young, old)
+
+        info = {"terminated": terminated, "truncated": truncated, "final_observation": obs}
+        state = {k: pick(v, fresh[k]) for k, v in new.items()}
+        return pick(obs, self.observe(fresh)), state, reward, done, info
+
     def step(self, state: State, action: torch.Tensor):
         obs, state, reward, terminated, truncated = self.transition(state, action)
         done = terminated | truncated

@@ -50,15 +50,18 @@ class CartPole(FunctionalEnv):
     name = "CartPole-v1"
     obs_dim = 4
     num_actions = 2
+    reset_noise = (5,)  # a fresh episode is 5 uniforms (see fresh_state): CartPole has step_dense
 
     def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", max_steps: int = 500):
         super().__init__(num_envs, device)
         self.max_episode_steps = max_steps
 
     def init_state(self, n: int) -> State:
-        init = self.uniform(n, 5) * 0.1 - 0.05
-        init[:, 4] = 0.0
-        return {"s": init}
+        return self.fresh_state(self.uniform(n, 5))
+
+    def fresh_state(self, noise: torch.Tensor) -> State:
+        """x, x_dot, theta, theta_dot uniform in [-0.05, 0.05) (gymnax's reset), time 0."""
+        return {"s": torch.cat((noise[:, :4] * 0.1 - 0.05, torch.zeros_like(noise[:, 4:])), 1)}
 
     def observe(self, state: State) -> torch.Tensor:
         return state["s"][:, :4]
@@ -73,6 +76,7 @@ class NoisyStatelessCartPole(CartPole):
 
     name = "popgym/NoisyStatelessCartPole"
     obs_dim = 2
+    reset_noise = None  # observe() draws noise: not a pure function of the state
 
     def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", max_steps: int = 200, noise_sigma: float = 0.1):
         super().__init__(num_envs, device, max_steps)

@@ -7,6 +7,11 @@ ports used by Lu et al. (NeurIPS 2023).
   face up. The observation shows every card (one-hot of its type, or "hidden").
 - MultiarmedBandit: arms with hidden payout probabilities drawn per episode;
   the observation is the last pull's outcome, so good play needs memory.
+
+`TwoArmedBandit` is not POPGym's: the base task of the classic meta-RL bandit
+(Wang et al., 2016, "Learning to reinforcement learn"; Duan et al., 2016, "RL^2").
+Alone it is trivial (arm 0 is the good one); under `meta/projected-` the arms
+are permuted per trial, so the agent must find the good arm in context.
 """
 
 from __future__ import annotations
@@ -101,3 +106,28 @@ class MultiarmedBandit(FunctionalEnv):
         terminated = time >= self.max_episode_steps
         state = {"payouts": state["payouts"], "time": time, "last": win}
         return win, state, reward, terminated, torch.zeros_like(terminated)
+
+
+class TwoArmedBandit(FunctionalEnv):
+    """Arm 0 pays +1 with probability `p` (else -1), arm 1 with probability 1 - p; `pulls` per episode."""
+
+    name = "TwoArmedBandit"
+    obs_dim = 1
+    num_actions = 2
+
+    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", p: float = 0.9, pulls: int = 1):
+        super().__init__(num_envs, device)
+        self.p, self.max_episode_steps = p, pulls
+
+    def init_state(self, n: int) -> State:
+        return {"time": torch.zeros(n, dtype=torch.long, device=self.device)}
+
+    def observe(self, state: State) -> torch.Tensor:
+        return torch.ones(state["time"].shape[0], 1, device=self.device)
+
+    def transition(self, state: State, action: torch.Tensor):
+        win = self.uniform(action.shape[0]) < torch.where(action == 0, self.p, 1.0 - self.p)
+        time = state["time"] + 1
+        terminated = time >= self.max_episode_steps
+        state = {"time": time}
+        return self.observe(state), state, 2.0 * win.float() - 1.0, terminated, torch.zeros_like(terminated)

@@ -62,8 +62,10 @@ class GymnaxEnv(TorchEnv):
     def step(self, state, action: torch.Tensor):
         jnp = self._jax.numpy
         actions = jnp.asarray(action.cpu().numpy()) if self.device.type == "cpu" else self._jax.dlpack.from_dlpack(action)
-        obs, state, reward, terminated, truncated, info = self._step(self._keys(), state, actions, self.params)
+        obs, state, reward, terminated, truncated, extra = self._step(self._keys(), state, actions, self.params)
         terminated = _to_torch(terminated, self.device).bool()
         truncated = _to_torch(truncated, self.device).bool()
         info = {"terminated": terminated, "truncated": truncated}
+        if "final_observation" in extra:  # recent gymnax: the last obs before the auto-reset (for bootstrapping)
+            info["final_observation"] = self._obs(extra["final_observation"])
         return self._obs(obs), state, _to_torch(reward, self.device).float(), terminated | truncated, info

@@ -45,7 +45,10 @@ class PrevAction(TorchEnv):
 
     def step(self, state: State, action: torch.Tensor):
         obs, state, reward, done, info = self.env.step(state, action)
-        previous = F.one_hot(action, self.num_actions).float() * (~done).unsqueeze(1)
+        taken = F.one_hot(action, self.num_actions).float()
+        if info.get("final_observation") is not None:  # the cut episode's next obs: its action, not a first step
+            info = {**info, "final_observation": torch.cat((info["final_observation"], taken, torch.zeros_like(taken[:, :1])), 1)}
+        previous = taken * (~done).unsqueeze(1)
         return torch.cat((obs, previous, done.float().unsqueeze(1)), dim=1), state, reward, done, info
 
 
@@ -96,5 +99,6 @@ class ProjectedTrials(TorchEnv):
         state = {"inner": inner, **projections, "episode": episode}
         previous = F.one_hot(action, self.num_actions).float() * (~done).unsqueeze(1)
         extra = torch.cat((previous, (reward * ~done).unsqueeze(1), episode_done.float().unsqueeze(1)), dim=1)
-        info = {**info, "episode_done": episode_done}
+        # A trial ends after its last episode, a true terminal: nothing to bootstrap across trials.
+        info = {"episode_done": episode_done, "terminated": done, "truncated": torch.zeros_like(done)}
         return torch.cat((self.project(obs, state), extra), dim=1), state, reward, done, info
