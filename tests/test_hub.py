@@ -46,6 +46,19 @@ def test_round_trip_exact(tmp_path):
         assert ka == kb and torch.equal(va, vb)
 
 
+def test_a_registered_tag_is_a_weights_source(tmp_path, monkeypatch):
+    from zoo import registry
+    from zoo.registry import PretrainedTag, register_pretrained
+
+    model = make_model()
+    save_pretrained(model, tmp_path / "m")
+    monkeypatch.setattr(registry, "_pretrained", dict(registry._pretrained))  # the tag lives only in this test
+    register_pretrained("test_transformer.unit", PretrainedTag(source=str(tmp_path / "m")))
+    x = torch.randint(0, 16, (2, 10))
+    assert torch.equal(create_model("test_transformer", weights="test_transformer.unit", num_classes=3).eval()(x), model(x))
+    assert torch.equal(from_pretrained("test_transformer.unit").eval()(x), model(x))
+
+
 def test_overwrite_is_atomic_and_leaves_no_temp(tmp_path):
     save_pretrained(make_model(), tmp_path / "m")
     save_pretrained(make_model(num_classes=4), tmp_path / "m")

@@ -87,6 +87,29 @@ def test_finetune_from_weights_with_frozen_backbone(tmp_path):
     assert not torch.equal(before.head.weight, after.head.weight)
 
 
+def test_weights_that_record_their_architecture_decide_the_backbone(tmp_path):
+    from tests.fixtures.toy import CountingTask
+    from zoo.errors import ZooError
+    from zoo.hub import save_pretrained
+    from zoo.registry import create_model
+
+    torch.manual_seed(0)
+    saved = save_pretrained(create_model("test_transformer", vocab_size=6, dim=24, num_classes=2), tmp_path / "wide")
+
+    class FollowsTheWeights(CountingTask):
+        weights_decide_architecture = True
+
+    asked = {"vocab_size": 6, "num_classes": 5, "global_pool": "max"}  # the default width differs from the saved 24
+    task = FollowsTheWeights(model="test_transformer", model_kwargs=asked, weights=str(saved))
+    assert task.hparams.model_kwargs["dim"] == 24 and task.backbone.num_classes == 5 and task.backbone.global_pool == "max"
+    body = {k: v for k, v in from_pretrained(saved).state_dict().items() if not k.startswith("head.")}
+    assert all(torch.equal(task.backbone.state_dict()[k], v) for k, v in body.items())
+    restored = FollowsTheWeights(**{k: task.hparams[k] for k in ("model", "model_kwargs")})  # as a checkpoint reloads
+    assert restored.hparams.model_kwargs == task.hparams.model_kwargs
+    with pytest.raises(ZooError, match="do not fit"):  # the plain task keeps the configured architecture, strictly
+        CountingTask(model="test_transformer", model_kwargs=asked, weights=str(saved))
+
+
 def test_parameter_groups_scale_backbone_lr(tmp_path):
     from tests.fixtures.toy import CountingTask
 

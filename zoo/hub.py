@@ -6,7 +6,8 @@ A saved model is a folder that is also a valid HF model repo:
     model.safetensors    the state dict (tied tensors stored once)
     README.md            a model card (data, metrics, the command that made it)
 
-Sources, in resolution order (DESIGN.md): a local folder or `.ckpt` file; then
+Sources, in resolution order (DESIGN.md): a local folder or `.ckpt` file; a
+registered weight tag (`hyenadna_tiny_1k.hg38`), which names its own source; then
 `hf://org/repo[@revision]` through huggingface_hub, looking in the HF cache
 first and going to the network only when the cache misses and
 `HF_HUB_OFFLINE` is not set. Folders in a foreign layout (an official paper
@@ -218,8 +219,21 @@ def _backbone_state_from_ckpt(ckpt: dict[str, Any], path: Path) -> dict[str, tor
     return state
 
 
+def weights_source(source: str | os.PathLike, converter: str | None = None) -> tuple[str, str | None]:
+    """(source, converter): a registered `arch.tag` that is not also a local path becomes its hub address."""
+    text = str(source)
+    if converter is None and "://" not in text and not Path(text).exists():
+        from zoo.registry import get_pretrained, list_pretrained
+
+        if text in list_pretrained():
+            spec = get_pretrained(text)
+            return spec.source, spec.converter
+    return text, converter
+
+
 def read_source(source: str | os.PathLike, converter: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """(state_dict, architecture) from any source; architecture is {"name", "kwargs"} when the source records it."""
+    source, converter = weights_source(source, converter)
     path = resolve(source)
     if path.is_file():
         if path.suffix == ".safetensors":
@@ -281,6 +295,28 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
 def load_pretrained_weights(model: torch.nn.Module, source: str | os.PathLike, converter: str | None = None) -> None:
     state, _ = read_source(source, converter)
     load_state_into(model, state, str(source))
+
+
+def architecture_for(name: str, kwargs: dict[str, Any], weights: str | os.PathLike | None, keep: tuple[str, ...] = ()
+                     ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor] | None]:
+    """(model name, kwargs, state dict or None) to build for `weights`: the architecture they record, if any.
+
+    Weights that say what they are (a zoo folder, a training `.ckpt`, a converted release) are built
+    as recorded whatever `name` says, except the `keep` kwargs (a task's head: `num_classes`, ...),
+    which come from `kwargs`. Bare weights (no record) must fit `name` with `kwargs`.
+    """
+    if not weights:
+        return name, kwargs, None
+    state, arch = read_source(weights)
+    if arch is None:
+        return name, kwargs, state
+    built = {**{k: v for k, v in arch["kwargs"].items() if k not in keep}, **{k: kwargs[k] for k in keep if k in kwargs}}
+    asked = {k: v for k, v in kwargs.items() if k not in keep}
+    if arch["name"] != name or any(built.get(k) != v for k, v in asked.items()):
+        log.info("weights %s hold %s(%s): building that, not %s(%s)", weights, arch["name"],
+                 ", ".join(f"{k}={v}" for k, v in sorted(built.items()) if k not in keep), name,
+                 ", ".join(f"{k}={v}" for k, v in sorted(asked.items())))
+    return arch["name"], built, state
 
 
 def from_pretrained(source: str | os.PathLike, converter: str | None = None, **overrides: Any) -> torch.nn.Module:

@@ -114,7 +114,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
     name: `arch` or `arch.tag`. With `pretrained=True` the tag's weights are
         loaded (a bare `arch` takes its first registered tag).
     weights: explicit weight source instead of the tag: a local folder, a
-        `.ckpt`, or `hf://org/repo[@rev]`; its `config.json` is not consulted,
+        `.ckpt`, `hf://org/repo[@rev]` or a registered `arch.tag`; what it records is not consulted,
         the architecture is `name` with `kwargs`.
     kwargs: passed to the factory (e.g. `num_classes`, `global_pool`, `vocab_size`).
     """

@@ -32,7 +32,7 @@ from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, load_tokeniz
 from zoo.errors import DataError, ZooError
 from zoo.hub import from_pretrained, read_checkpoint
 from zoo.layers.heads import pool_sequence
-from zoo.registry import create_model, is_model, split_name
+from zoo.registry import create_model
 from zoo.training.runner import output_dir
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ def load_backbone(cfg: DictConfig, tokenizer: CharTokenizer) -> tuple[torch.nn.M
         saved = read_checkpoint(Path(ckpt)).get("hyper_parameters", {}).get("tokenizer")
         return from_pretrained(ckpt), tokenizer_from_config(saved) if saved else tokenizer
     if weights:
-        base, tag = split_name(str(weights))
-        if tag and is_model(base) and not Path(str(weights)).exists():
-            return create_model(str(weights), pretrained=True), tokenizer
         folder_tokenizer = Path(str(weights)) / "tokenizer.json"
         return from_pretrained(weights), load_tokenizer(folder_tokenizer) if folder_tokenizer.is_file() else tokenizer
     log.warning("embed: no ckpt_path or weights, so the model is randomly initialised: these features only time the model")

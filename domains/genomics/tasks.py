@@ -23,9 +23,7 @@ from domains.genomics.metrics import IGNORE, StageMetrics, classification_metric
 from domains.genomics.plots import plot_positions
 from domains.genomics.prompts import SoftPrompt
 from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, tokenizer_from_config
-from domains.genomics.weights import architecture_from_weights
 from zoo.errors import ZooError
-from zoo.hub import load_state_into
 from zoo.layers.heads import last_valid_index
 from zoo.training import BaseTask
 
@@ -33,40 +31,23 @@ log = logging.getLogger(__name__)
 
 
 class GenomicsTask(BaseTask):
-    """`weights` that record their architecture decide the backbone (see `weights.py`); the task sets its head."""
+    """`weights` that record their architecture decide the backbone (`BaseTask`); the task sets its head."""
 
-    def __init__(self, tokenizer: dict | None = None, classes: Sequence[str] = (), torch_threads: int | None = None, **kwargs: Any):
-        weights = kwargs.pop("weights", None)
-        name, model_kwargs, state = architecture_from_weights(kwargs.pop("model", "test_transformer"),
-                                                              dict(kwargs.pop("model_kwargs", None) or {}), weights)
-        super().__init__(model=name, model_kwargs=self.backbone_kwargs(name, model_kwargs), **kwargs)
-        self.hparams["model"] = name  # the architecture built, which a restored checkpoint rebuilds
-        if state is not None:
-            load_state_into(self.backbone, state, str(weights))
+    weights_decide_architecture = True
+
+    def __init__(self, tokenizer: dict | None = None, classes: Sequence[str] = (), **kwargs: Any):
+        super().__init__(**kwargs)
         self.tokenizer: CharTokenizer = tokenizer_from_config(tokenizer) if tokenizer else DNATokenizer()
         self.classes = list(classes)
         vocab = getattr(getattr(self.backbone, "stem", None), "vocab_size", None)
         if vocab and len(self.tokenizer) > vocab:
-            raise ZooError(f"the data's {self.tokenizer.kind} tokenizer has {len(self.tokenizer)} tokens but {name} embeds only {vocab}; "
-                           "use weights trained on this alphabet (data.alphabet)")
-
-    def teardown(self, stage: str) -> None:
-        if hasattr(self, "_saved_threads"):
-            torch.set_num_threads(self._saved_threads)
-            del self._saved_threads
-
-    def backbone_kwargs(self, name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The kwargs the backbone is built with, once its architecture is known (language models add their head)."""
-        return model_kwargs
+            raise ZooError(f"the data's {self.tokenizer.kind} tokenizer has {len(self.tokenizer)} tokens but {self.hparams.model} "
+                           f"embeds only {vocab}; use weights trained on this alphabet (data.alphabet)")
 
     extra_tokens = 0  # tokens the task adds to each sample (soft prompts)
 
     def setup(self, stage: str) -> None:
-        # Small models on a shared CPU: extra intra-op threads only spin-wait (the demo ran 7x slower
-        # with two threads on two busy cores, docs/genomics.md). Restored in teardown.
-        if self.hparams.get("torch_threads") and not hasattr(self, "_saved_threads"):
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(int(self.hparams.torch_threads))
+        super().setup(stage)  # torch_threads: the demo ran 7x slower with two threads on two busy cores (docs/genomics.md)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "use_tokenizer"):
             return

@@ -53,7 +53,7 @@ class PPOTask(BaseTask):
         train_dir: str | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
+        super().__init__(torch_threads=torch_threads, **kwargs)  # 1: PPO's loop is thousands of tiny ops (docs/rl.md)
         self.automatic_optimization = False
         self.ppo_config = PPOConfig(**dict(ppo or {}))
         self.heads = ActorCriticHeads(self.backbone.num_features, num_actions, head_hidden)
@@ -71,6 +71,7 @@ class PPOTask(BaseTask):
         return make_env(self.hparams.env, num_envs, self.device, **kwargs)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         wanted = getattr(datamodule, "env", None)
         if wanted is not None and wanted != self.hparams.env:
@@ -82,24 +83,8 @@ class PPOTask(BaseTask):
                            f"but {self.hparams.env} has {probe.obs_dim}, {probe.num_actions}; check env_kwargs match training")
 
     def on_fit_start(self) -> None:
-        self._pin_threads()
         # Saved with the hyper-parameters, so `zoo rl eval` finds this run's learning curve.
         self.hparams["train_dir"] = str(self.trainer.default_root_dir)
-
-    def on_test_start(self) -> None:
-        self._pin_threads()
-
-    def _pin_threads(self) -> None:
-        # PPO's hot loop is thousands of tiny ops: intra-op threads only add spin-waits, and on a
-        # shared 2-core CPU two threads made an iteration 30x slower (docs/rl.md). Restored on teardown.
-        if self.hparams.torch_threads and not hasattr(self, "_saved_threads"):
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(int(self.hparams.torch_threads))
-
-    def teardown(self, stage: str) -> None:
-        if hasattr(self, "_saved_threads"):
-            torch.set_num_threads(self._saved_threads)
-            del self._saved_threads
 
     def on_train_start(self) -> None:
         seed = int(self.trainer.datamodule.seed if self.trainer.datamodule else 0) + int(self.iteration)

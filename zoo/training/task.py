@@ -4,9 +4,14 @@ Never an nn.Module passed through YAML: the task builds its backbone with
 `create_model(model, **model_kwargs)` so checkpoints record a name and plain
 kwargs and reload without the original config. `weights` (a tag, `hf://`
 address, folder or `.ckpt`) is loaded once at construction and is not saved in
-the hyper-parameters, so reloading a checkpoint never downloads again.
+the hyper-parameters, so reloading a checkpoint never downloads again. A task
+with `weights_decide_architecture = True` builds what the weights record (a
+zoo folder, a `.ckpt`, a converted release) rather than `model`, keeping only
+its `task_set_kwargs` (the head), so `finetune weights=...` needs no matching `model=`.
 Optimizer and scheduler are Hydra partials (or their configs with `_target_`),
-instantiated only in `configure_optimizers`.
+instantiated only in `configure_optimizers`. `torch_threads` pins torch's
+intra-op threads while the task runs (restored on teardown): small models on
+a shared CPU only spin-wait on extra threads.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from zoo.hub import architecture_for, load_state_into
 from zoo.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,9 @@ def _build(spec: Any, *args: Any) -> Any:
 
 
 class BaseTask(pl.LightningModule):
+    weights_decide_architecture = False  # True: build what `weights` record, not `model`
+    task_set_kwargs: tuple[str, ...] = ("num_classes", "global_pool")  # the task sets these, whatever the weights say
+
     def __init__(
         self,
         model: str = "test_transformer",
@@ -51,16 +60,45 @@ class BaseTask(pl.LightningModule):
         scheduler: Callable | dict | None = None,
         scheduler_interval: str = "step",
         backbone_lr_scale: float = 1.0,
+        torch_threads: int | None = None,
     ):
         super().__init__()
         # Callables (partials) can't be stored in a weights_only checkpoint; configs (dicts) can.
         unsaved = ["weights"] + [name for name, v in (("optimizer", optimizer), ("scheduler", scheduler)) if callable(v)]
         self.save_hyperparameters(ignore=unsaved)
         self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
-        self.hparams["model_kwargs"] = dict(_plain(model_kwargs) or {})
-        self.backbone = create_model(model, weights=weights, **self.hparams.model_kwargs)
+        model_kwargs = dict(_plain(model_kwargs) or {})
+        state = None
+        if self.weights_decide_architecture:
+            model, model_kwargs, state = architecture_for(model, model_kwargs, weights, keep=self.task_set_kwargs)
+        model_kwargs = self.backbone_kwargs(model, model_kwargs)
+        self.hparams["model"], self.hparams["model_kwargs"] = model, model_kwargs  # what a restored checkpoint rebuilds
+        if state is not None:
+            self.backbone = create_model(model, **model_kwargs)
+            load_state_into(self.backbone, state, str(weights))
+        else:
+            self.backbone = create_model(model, weights=weights, **model_kwargs)
         if freeze_backbone:
             self.freeze_backbone()
+
+    def backbone_kwargs(self, model: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The kwargs the backbone is built with, once its architecture is known (language models add their head).
+
+        Called during `__init__`, before the subclass has set anything up: use only the arguments.
+        """
+        return model_kwargs
+
+    # ------------------------------------------------------------------ threads
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.get("torch_threads") and not hasattr(self, "_saved_threads"):
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(int(self.hparams.torch_threads))
+
+    def teardown(self, stage: str) -> None:
+        if hasattr(self, "_saved_threads"):
+            torch.set_num_threads(self._saved_threads)
+            del self._saved_threads
 
     # ------------------------------------------------------------------ parameters
 
