@@ -313,3 +313,21 @@ def test_learns_delayed_recall():
         loss.backward()
         opt.step()
     assert loss.item() < 0.15 * math.log(vocab)
+
+
+def test_step_without_autograd_follows_parameter_updates():
+    """`step` keeps its discretised weights between calls without autograd; an update must refresh them."""
+    torch.manual_seed(0)
+    layer = S5(8, 6)
+    x, state = torch.randn(3, 8), layer.init_state(3)
+    with torch.no_grad():
+        before, _ = layer.step(x, state)
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # in place, as an optimiser step
+        after, _ = layer.step(x, state)
+    fresh, _ = layer.step(x, state)  # with autograd: recomputed from the parameters
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh.detach(), atol=1e-6, rtol=1e-6)
+    layer.double()
+    with torch.no_grad():
+        assert layer.step(x.double(), layer.init_state(3))[0].dtype == torch.float64

@@ -197,14 +197,32 @@ class S5(nn.Module):
             return "chunked"
         return self.scan_method
 
-    def _drive(self, x: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
-        real = self.compute_dtype
-        out = F.linear(x.to(real), self._input_weight(B_bar)).to(real)  # autocast may have made it bf16
+    def _drive(self, x: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+        """B_bar x as complex (..., P), from `_input_weight(B_bar)`."""
+        out = F.linear(x.to(w_in.dtype), w_in).to(w_in.dtype)  # autocast may have made it bf16
         return torch.view_as_complex(out.unflatten(-1, (self.state_size, 2)))
 
-    def _readout(self, h: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-        real = h.real.dtype
-        return F.linear(torch.view_as_real(h).flatten(-2), self._output_weight(C.to(real))).to(real)
+    def _readout(self, h: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        """Re(C h) (doubled with conj_sym), from `_output_weight(C)`."""
+        return F.linear(torch.view_as_real(h).flatten(-2), w_out).to(w_out.dtype)
+
+    def _step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Lambda_bar, input weight, output weight) for `step`.
+
+        Acting runs many steps between parameter updates: without autograd the three are
+        kept until a parameter changes (its version counter or storage), which roughly
+        halves the cost of a small step. With autograd they are rebuilt, inside the graph.
+        """
+        params = (self.Lambda_re, self.Lambda_im, self.B, self.C, self.log_step)
+        key = (self.step_rescale, self.discretization, *((p.data_ptr(), p._version, p.dtype) for p in params))
+        cached = getattr(self, "_step_cache", None)
+        if torch.is_grad_enabled() or cached is None or cached[0] != key:
+            Lambda_bar, B_bar = self.discretize()
+            weights = (Lambda_bar, self._input_weight(B_bar), self._output_weight(self.C.to(self.compute_dtype)))
+            if torch.is_grad_enabled():
+                return weights
+            self._step_cache = cached = (key, weights)
+        return cached[1]
 
     def forward(
         self,
@@ -223,11 +241,12 @@ class S5(nn.Module):
         if mask is not None:
             x = x * mask.unsqueeze(-1).to(x.dtype)
         Lambda_bar, B_bar = self.discretize()
-        drive = self._drive(x, B_bar)
+        real = self.compute_dtype
+        drive = self._drive(x, self._input_weight(B_bar))
         a, method = Lambda_bar.view(1, 1, -1), self._method(x.device)
         if not self.bidirectional:
             h = linear_scan(a, drive, reset=reset, h0=state, method=method)
-            y = self._readout(h, self.C)
+            y = self._readout(h, self._output_weight(self.C.to(real)))
         else:
             # Both directions in one scan (stacked on the batch axis): half the sequential steps.
             # Reversed time moves each segment boundary to the step before its reset.
@@ -237,7 +256,7 @@ class S5(nn.Module):
             both_h0 = None if state is None else torch.cat([state, torch.zeros_like(state)])
             both = linear_scan(a, torch.cat([drive, drive.flip(1)]), reset=both_reset, h0=both_h0, method=method)
             h, h_back = both[:batch], both[batch:].flip(1)
-            y = self._readout(h, self.C) + self._readout(h_back, self.C_reverse)
+            y = self._readout(h, self._output_weight(self.C.to(real))) + self._readout(h_back, self._output_weight(self.C_reverse.to(real)))
         y = (y + self.D * x.to(y.dtype)).to(x.dtype)
         return (y, h[:, -1]) if return_state else y
 
@@ -249,11 +268,11 @@ class S5(nn.Module):
         """One step of the recurrence: x_t (B, H), state (B, P) complex, reset_t (B,) bool."""
         if self.bidirectional:
             raise ZooError("S5: a bidirectional layer sees the future and has no step(); build it with bidirectional=False")
-        Lambda_bar, B_bar = self.discretize()
+        Lambda_bar, w_in, w_out = self._step_weights()
         if reset_t is not None:
             state = state * (~reset_t).unsqueeze(-1)
-        state = Lambda_bar * state + self._drive(x_t, B_bar)
-        y = self._readout(state, self.C)
+        state = Lambda_bar * state + self._drive(x_t, w_in)
+        y = self._readout(state, w_out)
         y = y + self.D * x_t.to(y.dtype)
         return y.to(x_t.dtype), state
 
