@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import logging
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from domains.chem.data import PropertyDataModule, SmilesDataModule
 from domains.chem.embedded import load_embedded
 from domains.chem.readers import read_molecules
 from domains.chem.splits import murcko_scaffold, random_split, scaffold_split
+from domains.chem.tokenizer import SmilesTokenizer
 from zoo.errors import DataError, ZooError
 
 MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "OCC", "C1CCNCC1", "Clc1ccccc1"]  # OCC duplicates CCO
@@ -62,6 +64,19 @@ def test_tsv_smi_and_sdf_read_the_same_molecules(tmp_path):
     assert [m.targets["y"] for m in sdf.molecules] == [0.0, 1.0, 2.0, 4.0, 5.0]
 
 
+def test_smi_with_a_header_carries_labels(tmp_path):
+    path = write(tmp_path / "a.smi", "SMILES name pIC50\nCCO ethanol 5.5\nCCN ethylamine 7\n")
+    table = read_molecules(path, id_column="name", target_columns=["pIC50"])
+    assert [(m.id, m.targets["pIC50"]) for m in table.molecules] == [("ethanol", 5.5), ("ethylamine", 7.0)]
+    with pytest.raises(DataError, match=r"no column 'logS' \(target_columns\)"):
+        read_molecules(path, target_columns=["logS"])
+    with pytest.raises(DataError, match=r"d.smi:3: 2 fields, header has 3"):  # whitespace-separated: no empty cells
+        read_molecules(write(tmp_path / "d.smi", "smiles name y\nCCO a 1\nCCN b\n"), target_columns=["y"])
+    with pytest.raises(DataError, match=r"b.smi:1: no header line naming the columns y"):
+        read_molecules(write(tmp_path / "b.smi", "CCO 1 5.5\n"), target_columns=["y"])
+    assert read_molecules(write(tmp_path / "c.smi", "CCO ethyl alcohol\n")).molecules[0].id == "ethyl"  # no labels: names may have spaces
+
+
 def test_options_keep_input_spelling_and_duplicates(tmp_path):
     path = write(tmp_path / "a.smi", "OCC\nCCO\n")
     table = read_molecules(path, canonical=False, dedupe=False)
@@ -80,6 +95,7 @@ def test_empty_label_is_missing_not_an_error(tmp_path):
 @pytest.mark.parametrize("name,text,message", [
     ("bad.csv", "smiles,y\nCCO,1\nC1CC,2\n", r"bad.csv:3: unparsable SMILES 'C1CC'"),
     ("bad.smi", "CCO\n\nCCN\n", r"bad.smi:2: empty line"),
+    ("bad.csv", "smiles,y\nCCO,1\n\nCCN,2\n", r"bad.csv:3: empty line"),
     ("bad.csv", "smiles,y\nCCO,abc\n", r"bad.csv:2: target 'y' = 'abc' is not a number"),
     ("bad.csv", "smiles,y\nCCO,1,7\n", r"bad.csv:2: 3 fields, header has 2"),
     ("bad.smi", "CCO\nC(C)(C)(C)(C)C\n", r"bad.smi:2: unparsable SMILES"),  # pentavalent carbon
@@ -133,12 +149,18 @@ def test_unknown_file_type_and_missing_file(tmp_path):
 # ------------------------------------------------------------------ embedded data and splits
 
 
-def test_embedded_sets_are_real_molecules_with_measured_labels():
+def test_embedded_sets_are_real_molecules_with_measured_labels_and_tokenize_exactly():
     nci = load_embedded("nci")
     assert len(nci.molecules) > 4800 and len(nci.rejected) < 20  # RDKit rejects a few NCI valence errors
     chembl = load_embedded("chembl_pic50")
     values = [m.targets["pIC50"] for m in chembl.molecules]
     assert len(values) == 1017 and 4 < min(values) < max(values) < 10
+    # The tokenizer round trip on RDKit's canonical SMILES of all ~5,900 real molecules: every character covered.
+    smiles = nci.smiles + chembl.smiles
+    tokenizer = SmilesTokenizer.from_smiles(smiles)
+    encoded = [tokenizer.encode(s) for s in smiles]
+    assert [tokenizer.decode(ids) for ids in encoded] == smiles
+    assert tokenizer.unk_id not in {i for ids in encoded for i in ids}
 
 
 def test_scaffold_split_keeps_scaffolds_apart_and_random_split_is_seeded():
@@ -172,6 +194,16 @@ def test_smiles_datamodule_batches_and_context_packing(tmp_path):
         text = tok.decode(ids)
         assert ("N" in text) != ("O" in text)  # one family per sequence
     assert dm.model_kwargs() == {"vocab_size": len(tok), "num_classes": len(tok), "global_pool": ""}
+
+
+def test_a_pretrained_vocabulary_reports_the_tokens_it_lacks(tmp_path, caplog):
+    SmilesTokenizer.from_smiles(["CCO", "CCN"]).save(tmp_path / "tokenizer.json")
+    path = write(tmp_path / "a.smi", "CCO\nCCCl\nClCCl\nCCN\n")
+    with caplog.at_level(logging.WARNING, logger="domains.chem.data"):
+        dm = SmilesDataModule(path=str(path), tokenizer=str(tmp_path), val_fraction=0.25, test_fraction=0.25)
+        dm.setup_tokenizer()
+    assert "encoded as <unk>: Cl (2)" in caplog.text
+    assert dm.tokenizer.encode("CCCl", bos=False, eos=False)[-1] == dm.tokenizer.unk_id
 
 
 def test_property_datamodule_standardises_on_the_train_split():

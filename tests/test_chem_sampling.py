@@ -13,18 +13,24 @@ from domains.chem.tokenizer import SmilesTokenizer
 from zoo.registry import create_model
 
 TOKENIZER = SmilesTokenizer.from_smiles(["CCO", "c1ccccc1N", "CC(=O)Cl", "C[C@@H](Br)F", "C1CC%10CC1CCCCCCC%10", "[Na+].[Cl-]"])
-RECURRENT = ["test_lstm", "test_bio_xlstm"]
+# (registry name, kwargs): the LSTM baseline; Bio-xLSTM with an sLSTM block and a tied head; and the layout of
+# `model=chem_xlstm` (mLSTM blocks only, separate LM head) at test size.
+RECURRENT = {"lstm": ("test_lstm", {}), "xlstm_mixed": ("test_bio_xlstm", {}),
+             "xlstm_chem": ("test_bio_xlstm", {"slstm_at": [], "tie_weights": False})}
 
 
-def language_model(name: str, seed: int = 0) -> torch.nn.Module:
+def language_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return create_model(name, **lm_model_kwargs(name, {"vocab_size": len(TOKENIZER)})).eval()
+    return create_model(name, **lm_model_kwargs(name, {"vocab_size": len(TOKENIZER), **kwargs})).eval()
 
 
-@pytest.mark.parametrize("name", RECURRENT)
-def test_step_logits_equal_full_sequence_logits(name):
-    model = language_model(name)
-    ids = torch.tensor([TOKENIZER.encode_context(["CCO", "C[C@@H](Br)F"]), TOKENIZER.encode_context(["CC(=O)Cl", "CN"])])
+@pytest.mark.parametrize("name,kwargs", RECURRENT.values(), ids=RECURRENT)
+def test_step_logits_equal_full_sequence_logits(name, kwargs):
+    model = language_model(name, **kwargs)
+    # 43 tokens: longer than two of test_bio_xlstm's 16-token mLSTM chunks, so the chunkwise carry is compared too.
+    molecules = ["CCO", "C[C@@H](Br)F", "C1CC%10CC1CCCCCCC%10", "c1ccccc1N", "[Na+].[Cl-]"]
+    ids = torch.tensor([TOKENIZER.encode_context(molecules), TOKENIZER.encode_context(molecules[::-1])])
+    assert ids.shape[1] > 32
     with torch.no_grad():
         full = next_token_logits(model, ids)
         state = model.init_state(ids.shape[0])
@@ -36,11 +42,11 @@ def test_step_logits_equal_full_sequence_logits(name):
     torch.testing.assert_close(torch.stack(stepped, 1), full, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", [*RECURRENT, "test_transformer"])
-def test_sampled_log_likelihood_equals_full_forward(name):
+@pytest.mark.parametrize("name,kwargs", [*RECURRENT.values(), ("test_transformer", {})], ids=[*RECURRENT, "transformer"])
+def test_sampled_log_likelihood_equals_full_forward(name, kwargs):
     # The sampler scores each token with the logits it sampled from (step() for recurrent models);
     # re-scoring the finished molecule with one parallel forward pass must give the same number.
-    model = language_model(name)
+    model = language_model(name, **kwargs)
     samples = sample(model, TOKENIZER, 12, batch_size=5, seed=3, max_tokens=24, prompt=["CCO", "CC(=O)Cl"])
     finished = [s for s in samples if s.finished]
     assert len(samples) == 12 and finished

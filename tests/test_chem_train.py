@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from rdkit import Chem
 
-from domains.chem.metrics import generation_metrics
+from domains.chem.data import SmilesDataModule
+from domains.chem.embedded import load_embedded
+from domains.chem.metrics import generation_metrics, roc_auc
 from domains.chem.sampling import sample
-from domains.chem.tasks import SmilesLMTask, lm_model_kwargs
-from domains.chem.tokenizer import SmilesTokenizer
+from domains.chem.tasks import SmilesLMTask, check_training_split, lm_model_kwargs
+from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from tests.zoo_cli import one_line_error, zoo
 from zoo.registry import create_model
 from zoo.training import run
@@ -57,9 +63,26 @@ def test_predict_writes_samples_metrics_and_a_structure_grid(trained, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert result["rows"] == len(rows) == 24 and list(rows[0]) == ["id", "smiles", "valid", "canonical_smiles", "logp", "num_tokens"]
     assert len({r["id"] for r in rows}) == 24
+    for r in rows:  # valid: finished and RDKit parses it; the canonical column is RDKit's canonical SMILES
+        mol = Chem.MolFromSmiles(r["smiles"]) if r["smiles"] else None
+        finished = int(r["num_tokens"]) == len(split_smiles(r["smiles"])) + 1  # its tokens and a terminator
+        assert r["valid"] == str(int(mol is not None and finished))
+        assert r["canonical_smiles"] == (Chem.MolToSmiles(mol) if r["valid"] == "1" else "")
+    assert any(r["valid"] == "1" for r in rows)
     metrics = json.loads((tmp_path / "samples.metrics.json").read_text())
     assert metrics["validity"] == pytest.approx(sum(r["valid"] == "1" for r in rows) / 24)
     assert (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_novelty_reference_is_the_training_split_the_model_saw(trained, caplog):
+    saved = SmilesLMTask.load_from_checkpoint(trained["best_checkpoint"], weights_only=True).hparams.training_split
+    same = SmilesDataModule(limit=1000, max_tokens=26, seed=42)  # SHORT_NCI and the configs' default seed
+    assert saved == same.training_split() and saved["molecules"] == len(same.train_smiles)
+    with caplog.at_level(logging.WARNING, logger="domains.chem.tasks"):
+        check_training_split(saved, same)
+        assert not caplog.records
+        check_training_split(saved, SmilesDataModule(limit=1000, max_tokens=26, seed=1))  # another random split
+    assert "novelty is measured against" in caplog.text and "data.* settings" in caplog.text
 
 
 def test_export_then_sample_with_a_prompt_from_the_folder(trained, tmp_path):
@@ -71,9 +94,9 @@ def test_export_then_sample_with_a_prompt_from_the_folder(trained, tmp_path):
     assert SmilesTokenizer.load(folder).tokens == task.tokenizer.tokens
     result = run(config("sample", tmp_path / "s", *TINY_LSTM, *SHORT_NCI, f"weights={folder}", "data.num_samples=12",
                         "data.prompt=['CCO','CC(=O)O']", "task.sampling.temperature=0.7"))
-    assert Path(result["samples"]).is_file()
+    assert result["rows"] == 12 and len(Path(result["predictions"]).read_text().splitlines()) == 13  # header + rows
     metrics = result["metrics"]
-    assert metrics["samples"] == 12 and ("prompt_similarity" in metrics or metrics["validity"] == 0)
+    assert "prompt_similarity" in metrics or metrics["validity"] == 0
 
 
 def test_finetune_property_from_exported_weights_and_predict_a_file(trained, tmp_path):
@@ -91,6 +114,28 @@ def test_finetune_property_from_exported_weights_and_predict_a_file(trained, tmp
     rows = list(csv.DictReader(out.open()))
     assert [r["id"] for r in rows] == ["ethanol", "phenol"] and all(float(r["pred_pIC50"]) == float(r["pred_pIC50"]) for r in rows)
     assert rows[0]["pIC50"] == ""  # no labels in the file: none invented
+
+
+def test_classification_from_sdf_fields_reports_roc_auc(tmp_path):
+    # Actives (pIC50 >= 7) of the embedded ChEMBL set as a gzipped SDF whose labels are SDF fields.
+    path = tmp_path / "actives.sdf.gz"
+    with gzip.open(path, "wt") as handle:
+        for m in load_embedded("chembl_pic50", limit=160).molecules:
+            mol = Chem.MolFromSmiles(m.smiles)
+            mol.SetProp("_Name", m.id)
+            mol.SetProp("active", str(int(m.targets["pIC50"] >= 7)))
+            handle.write(Chem.SDWriter.GetText(mol))
+    common = ["experiment=property", *TINY_LSTM, f"data.path={path}", "data.target_columns=[active]",
+              "data.task_type=classification", "data.split=random"]
+    trained = run(config("train", tmp_path / "c", *common, "trainer.max_epochs=2"))
+    assert {"test/roc_auc", "test/accuracy", "val/roc_auc"} <= set(trained["metrics"])
+    out = tmp_path / "pred.csv"
+    run(config("train", tmp_path / "p", *common, "mode=predict", f"ckpt_path={trained['best_checkpoint']}", f"output={out}"))
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(0 <= float(r["pred_active"]) <= 1 and r["active"] in ("0.0", "1.0") for r in rows)
+    metrics = json.loads((tmp_path / "pred.metrics.json").read_text())
+    assert metrics["roc_auc"] == pytest.approx(roc_auc(np.array([float(r["active"]) for r in rows]),
+                                                       np.array([float(r["pred_active"]) for r in rows])), abs=1e-4)
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):

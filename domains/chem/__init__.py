@@ -19,3 +19,13 @@ EXAMPLES = [
     "zoo chem train experiment=property data.path=my.csv data.target_columns=[logS]",
     "zoo chem predict experiment=property ckpt_path=last data.predict_path=new.smi",
 ]
+
+# `make demo`: Chem-xLSTM on 1,000 embedded NCI molecules of at most 32 tokens for two epochs, then 48 samples
+# (CSV + structure grid). About 20 s of CPU on one thread; the predict step gets the same data settings so that
+# novelty is measured against the split the model was trained on.
+_DEMO_DATA = ["data.limit=1000", "data.max_tokens=32", "trainer.enable_progress_bar=false"]
+DEMO = {
+    "train": ["trainer.max_epochs=2", "task.optimizer.lr=4e-3", "task.eval_samples=100", *_DEMO_DATA],
+    "predict": ["data.num_samples=48", *_DEMO_DATA],
+    "metric": "test/validity",
+}

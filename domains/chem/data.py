@@ -14,6 +14,7 @@ pretrained weights so the token ids agree.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -161,13 +162,31 @@ class ChemDataModule(BaseDataModule):
     def test_smiles(self) -> list[str]:
         return [m.smiles for m in self.splits[2]]
 
+    def training_split(self) -> dict[str, Any]:
+        """What novelty is measured against: the training split's source, size and a hash of its molecules."""
+        train = sorted(self.train_smiles)
+        return {"source": str(self.path or self.embedded), "molecules": len(train),
+                "sha1": hashlib.sha1("\n".join(train).encode()).hexdigest()[:16]}
+
     def setup_tokenizer(self) -> SmilesTokenizer:
         if self.tokenizer is None:
             if self.tokenizer_source:
                 self.tokenizer = SmilesTokenizer.load(resolve_tokenizer_source(str(self.tokenizer_source)))
+                self.report_unseen_tokens()
             else:
                 self.tokenizer = SmilesTokenizer.from_smiles(m.smiles for m in self.molecules)
         return self.tokenizer
+
+    def report_unseen_tokens(self) -> None:
+        """A pretrained vocabulary encodes tokens it never saw as <unk>: say how many molecules that affects."""
+        unseen: dict[str, int] = {}
+        for m in self.molecules:
+            for token in {t for t in split_smiles(m.smiles) if t not in self.tokenizer.index}:
+                unseen[token] = unseen.get(token, 0) + 1
+        if unseen:
+            common = ", ".join(f"{t} ({n})" for t, n in sorted(unseen.items(), key=lambda kv: -kv[1])[:5])
+            log.warning("%s: tokens unseen by the model's vocabulary are encoded as <unk>: %s (molecules holding each)",
+                        self.path or self.embedded, common)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": len(self.setup_tokenizer())}
@@ -235,6 +254,9 @@ class SmilesDataModule(ChemDataModule):
     def model_kwargs(self) -> dict[str, Any]:
         vocab = len(self.setup_tokenizer())
         return {"vocab_size": vocab, "num_classes": vocab, "global_pool": ""}
+
+    def task_kwargs(self) -> dict[str, Any]:
+        return {**super().task_kwargs(), "training_split": self.training_split()}
 
     def collate(self, items: list[Any]) -> dict[str, Any]:
         if isinstance(items[0], int):

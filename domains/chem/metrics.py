@@ -1,13 +1,17 @@
 """Generation metrics computed with RDKit, following the MOSES benchmark.
 
 Validity, uniqueness, novelty, internal diversity and property-distribution
-distances as defined by Polykovskiy et al., "Molecular Sets (MOSES)" (Front.
+distances after Polykovskiy et al., "Molecular Sets (MOSES)" (Front.
 Pharmacol. 2020): validity is the fraction of samples RDKit parses; uniqueness
 the fraction of distinct canonical SMILES among the valid ones; novelty the
 fraction of those not in the training set; internal diversity IntDiv1 = 1 - mean
-pairwise Tanimoto similarity of Morgan fingerprints (radius 2, 2048 bits); and
-for MW, logP (Crippen), QED and TPSA the 1-D Wasserstein distance between the
-generated and reference distributions.
+Tanimoto similarity of Morgan fingerprints (radius 2, 2048 bits) over distinct
+pairs of the unique valid molecules; and for MW, logP (Crippen), QED and TPSA
+the 1-D Wasserstein distance between the unique valid molecules and the
+reference. Two departures from the MOSES code, so the numbers are not directly
+comparable with MOSES tables: MOSES's IntDiv averages over all pairs of valid
+samples (self-pairs and repeats included) with 1024-bit fingerprints, and its
+descriptor distances use all valid samples.
 
 FCD (Preuer et al., J. Chem. Inf. Model. 2018) is added when the `fcd` package,
 which ships its ChemNet weights, is installed; nothing is downloaded.

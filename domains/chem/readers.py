@@ -84,32 +84,47 @@ def _pick_column(header: Sequence[str], wanted: str | None, path: Path, what: st
     raise DataError(f"{path}:1: no SMILES column among {list(header)}; set data.smiles_column=<name>")
 
 
-def _table_records(handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[str]) -> Iterator[_Raw]:
+def _table_records(handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[tuple[str, str]]) -> Iterator[_Raw]:
     reader = csv.reader(handle, delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise DataError(f"{path}:1: empty file; expected a header row with a SMILES column")
     smiles_column = _pick_column(header, smiles_column, path, "smiles_column")
-    for name in columns:
-        _pick_column(header, name, path, "target_columns")
+    for name, what in columns:
+        _pick_column(header, name, path, what)
     position = {name: i for i, name in enumerate(header)}
     for row in reader:
         line = reader.line_num
         values = dict(zip(header, row))
+        if not any(cell.strip() for cell in row):
+            yield _Raw(line, delimiter.join(row), str(line), smiles=None, fields={"_error": "empty line"})
+            continue
         if len(row) != len(header):
             yield _Raw(line, delimiter.join(row), str(line), smiles=None, fields={"_error": f"{len(row)} fields, header has {len(header)}"})
             continue
         yield _Raw(line, delimiter.join(row), str(line), smiles=row[position[smiles_column]].strip(), fields=values)
 
 
-def _smi_records(handle, path: Path) -> Iterator[_Raw]:
+def _smi_records(handle, path: Path, columns: Sequence[tuple[str, str]]) -> Iterator[_Raw]:
+    """Whitespace-separated `SMILES [name [more columns]]`; a first line starting `smiles` names the columns."""
+    header: list[str] = []
     for line_number, line in enumerate(handle, start=1):
         text = line.rstrip("\r\n")
         parts = text.split()
         if line_number == 1 and parts and parts[0].lower() in SMILES_COLUMN_NAMES:
-            continue  # a header line
+            header = parts
+            for name, what in columns:
+                _pick_column(header, name, path, what)
+            continue
+        if line_number == 1 and columns:
+            names = ", ".join(name for name, _ in columns)
+            raise DataError(f"{path}:1: no header line naming the columns {names}; start the file with one "
+                            f"(e.g. `smiles name {names.replace(', ', ' ')}`) or use a CSV")
         record_id = parts[1] if len(parts) > 1 else str(line_number)
-        yield _Raw(line_number, text, record_id, smiles=parts[0] if parts else "")
+        if columns and parts and len(parts) != len(header):  # columns are needed, so they must line up
+            yield _Raw(line_number, text, record_id, fields={"_error": f"{len(parts)} fields, header has {len(header)}"})
+            continue
+        yield _Raw(line_number, text, record_id, smiles=parts[0] if parts else "", fields=dict(zip(header, parts)))
 
 
 def _sdf_fields(lines: list[str]) -> dict[str, str]:
@@ -195,11 +210,13 @@ def read_molecules(
     RDLogger.DisableLog("rdApp.*")  # RDKit prints each parse failure to stderr; ours are reported once, with the line
     try:
         with _open_text(path, gzipped) as handle:
+            # Columns that must exist (labels only where they are required: not for molecules to predict).
+            wanted = [(c, what) for c, what in ((id_column, "id_column"), (group_column, "group_column")) if c]
+            wanted += [(c, "target_columns") for c in target_columns] if missing_targets == "error" else []
             if kind in ("csv", "tsv"):
-                wanted = [c for c in (id_column, group_column) if c] + (target_columns if missing_targets == "error" else [])
                 records = _table_records(handle, path, "," if kind == "csv" else "\t", smiles_column, wanted)
             elif kind == "smi":
-                records = _smi_records(handle, path)
+                records = _smi_records(handle, path, wanted)
             else:
                 records = _sdf_records(handle, path)
             for raw in records:

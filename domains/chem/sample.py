@@ -23,21 +23,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from domains.chem.data import resolve_tokenizer_source
 from domains.chem.sampling import sample, sample_rows
-from domains.chem.tasks import SmilesLMTask, write_sample_report
+from domains.chem.tasks import SmilesLMTask, check_training_split, write_sample_report
 from domains.chem.tokenizer import SmilesTokenizer
 from zoo.errors import ZooError
 from zoo.hub import from_pretrained
 from zoo.training.runner import output_dir, resolve_ckpt
 
 
-def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokenizer]:
+def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokenizer, dict | None]:
+    """The backbone, its tokenizer, and (from a checkpoint) the training split it saw."""
     ckpt = resolve_ckpt(cfg)
     if ckpt:
         task = SmilesLMTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-        return task.backbone, task.tokenizer
+        return task.backbone, task.tokenizer, task.hparams.get("training_split")
     if cfg.get("weights"):
         source = resolve_tokenizer_source(str(cfg.weights))
-        return from_pretrained(source), SmilesTokenizer.load(source)
+        return from_pretrained(source), SmilesTokenizer.load(source), None
     raise ZooError("`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>")
 
 
@@ -53,12 +54,13 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
-    model, tokenizer = load_language_model(cfg)
+    model, tokenizer, training_split = load_language_model(cfg)
     device = cfg.get("device") or "auto"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = model.to(device).eval()
     datamodule = instantiate(cfg.data, tokenizer=None, _convert_="all")
     prompt = datamodule.prompt
+    check_training_split(training_split, datamodule)
     params = OmegaConf.to_container(cfg.task.sampling, resolve=True)
     samples = sample(model, tokenizer, int(cfg.data.num_samples), batch_size=int(cfg.data.sample_batch_size),
                      seed=int(cfg.seed), prompt=prompt, **params)
@@ -66,10 +68,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     path = Path(cfg.get("output") or out / "samples.csv")
     write_rows(sample_rows(samples), path)
     metrics = write_sample_report(str(path), datamodule.train_smiles, datamodule.test_smiles, prompt, fcd=bool(cfg.get("fcd")))
-    result = {"mode": "sample", "output_dir": str(out), "samples": str(path)}
+    # The keys of `predict`'s result (predictions, rows), so tools read both verbs alike.
+    result = {"mode": "sample", "output_dir": str(out), "predictions": str(path), "rows": len(samples)}
     if path.with_suffix(".png").is_file():
         result["grid"] = str(path.with_suffix(".png"))
-    result["metrics"] = {k: v for k, v in metrics.items() if v == v}  # NaN (undefined) metrics left out
+    result["metrics"] = {k: v for k, v in metrics.items() if v == v and k != "samples"}  # NaN (undefined) metrics left out
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))

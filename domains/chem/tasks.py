@@ -48,6 +48,7 @@ class ChemTask(BaseTask):
             if datamodule.tokenizer.tokens != self.tokenizer.tokens:
                 log.info("using the model's own SMILES vocabulary (%d tokens) for this data", len(self.tokenizer))
                 datamodule.tokenizer = self.tokenizer
+                datamodule.report_unseen_tokens()
 
     def export_extras(self, folder: str) -> dict[str, str | bytes]:
         return {"tokenizer.json": self.tokenizer.to_json()}
@@ -58,9 +59,11 @@ class SmilesLMTask(ChemTask):
 
     sampling: temperature, top_k, max_tokens used by `predict` and the test-time samples.
     eval_samples: molecules sampled at the end of `test` for validity/uniqueness/novelty (0: none).
+    training_split: the datamodule's `training_split()` at training time, kept so that
+        `predict`/`sample` can tell when novelty would be measured against other molecules.
     """
 
-    def __init__(self, sampling: dict | None = None, eval_samples: int = 256, **kwargs: Any):
+    def __init__(self, sampling: dict | None = None, eval_samples: int = 256, training_split: dict | None = None, **kwargs: Any):
         kwargs["model_kwargs"] = lm_model_kwargs(kwargs.get("model", "test_transformer"), dict(kwargs.get("model_kwargs") or {}))
         super().__init__(**kwargs)
         self.sampling = {"temperature": 1.0, "top_k": 0, "max_tokens": 128, **dict(sampling or {})}
@@ -78,6 +81,7 @@ class SmilesLMTask(ChemTask):
         datamodule = getattr(self.trainer, "datamodule", None)
         if not count or datamodule is None:
             return
+        check_training_split(self.hparams.get("training_split"), datamodule)  # `eval` may be given other data
         samples = sample(self.backbone, self.tokenizer, count, batch_size=min(count, 128), seed=0, **self.sampling)
         metrics = generation_metrics([s.text if s.finished else "" for s in samples],
                                      training=datamodule.train_smiles, reference=datamodule.test_smiles)
@@ -90,7 +94,19 @@ class SmilesLMTask(ChemTask):
         return sample_rows(samples, start=int(batch["index"][0]))
 
     def on_predictions_written(self, path: str, datamodule: Any) -> None:
+        check_training_split(self.hparams.get("training_split"), datamodule)
         write_sample_report(path, datamodule.train_smiles, datamodule.test_smiles, datamodule.prompt)
+
+
+def check_training_split(saved: dict | None, datamodule: Any) -> None:
+    """Warn when novelty is about to be measured against other molecules than the model was trained on."""
+    if not saved:  # a model from before this was recorded, or from an exported folder
+        return
+    now = datamodule.training_split()
+    if (saved["molecules"], saved["sha1"]) != (now["molecules"], now["sha1"]):  # the same file by another path is fine
+        log.warning("novelty is measured against %d training molecules of %s, but the model was trained on %d of %s "
+                    "(another split); give the data.* settings of its training run (path, limit, max_tokens, split, seed)",
+                    now["molecules"], now["source"], saved["molecules"], saved["source"])
 
 
 def lm_model_kwargs(name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
