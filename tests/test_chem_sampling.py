@@ -8,7 +8,7 @@ import torch
 from domains.chem.sampling import (
     next_token_logits, next_token_step, prompt_ids, sample, sample_batch, sample_rows, sequence_logp,
 )
-from domains.chem.tasks import lm_model_kwargs
+from zoo.models.base import language_model_kwargs
 from domains.chem.tokenizer import SmilesTokenizer
 from zoo.registry import create_model
 
@@ -21,7 +21,7 @@ RECURRENT = {"lstm": ("test_lstm", {}), "xlstm_mixed": ("test_bio_xlstm", {}),
 
 def language_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return create_model(name, **lm_model_kwargs(name, {"vocab_size": len(TOKENIZER), **kwargs})).eval()
+    return create_model(name, **language_model_kwargs(name, {"vocab_size": len(TOKENIZER), **kwargs})).eval()
 
 
 @pytest.mark.parametrize("name,kwargs", RECURRENT.values(), ids=RECURRENT)

@@ -18,7 +18,8 @@ from domains.chem.data import SmilesDataModule
 from domains.chem.embedded import load_embedded
 from domains.chem.metrics import generation_metrics, roc_auc
 from domains.chem.sampling import sample
-from domains.chem.tasks import SmilesLMTask, check_training_split, lm_model_kwargs
+from domains.chem.tasks import SmilesLMTask, check_training_split
+from zoo.models.base import language_model_kwargs
 from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from tests.zoo_cli import one_line_error, zoo
 from zoo.registry import create_model
@@ -48,7 +49,7 @@ def trained(tmp_path_factory):
 def test_small_train_improves_validity_over_the_untrained_model(trained):
     task = SmilesLMTask.load_from_checkpoint(trained["best_checkpoint"], weights_only=True)
     torch.manual_seed(0)
-    untrained = create_model("test_lstm", **lm_model_kwargs("test_lstm", {"vocab_size": len(task.tokenizer)}))
+    untrained = create_model("test_lstm", **language_model_kwargs("test_lstm", {"vocab_size": len(task.tokenizer)}))
     draws = sample(untrained, task.tokenizer, 64, seed=0, max_tokens=26)
     before = generation_metrics([s.text if s.finished else "" for s in draws])["validity"]
     metrics = trained["metrics"]

@@ -24,6 +24,7 @@ from rdkit import Chem
 
 from domains.chem.metrics import to_mol
 from domains.chem.tokenizer import SmilesTokenizer
+from zoo.models.base import has_lm_head, token_logits
 
 
 @dataclass
@@ -34,22 +35,15 @@ class Sample:
     tokens: list[int]   # the generated ids, terminator included
 
 
-def has_lm_head(backbone: torch.nn.Module) -> bool:
-    """Whether next-token logits come from the backbone's own `lm_logits` rather than its classifier head."""
-    return callable(getattr(backbone, "lm_logits", None)) and getattr(backbone, "num_classes", 0) == 0
-
-
 def next_token_logits(backbone: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """`(B, L, vocab)`: at position t, the logits of token t+1."""
-    if has_lm_head(backbone):
-        return backbone.lm_logits(backbone.forward_features(ids, mask))
-    return backbone(ids, mask)
+    return token_logits(backbone, backbone.forward_features(ids, mask), mask)
 
 
 def next_token_step(backbone: torch.nn.Module, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
     """Recurrent form of `next_token_logits`: one token `(B,)` in, `(B, vocab)` logits out."""
     output, state = backbone.step(token, state)
-    return (backbone.lm_logits(output) if has_lm_head(backbone) else output), state
+    return (backbone.lm_logits(output) if has_lm_head(backbone) else output), state  # step() applies the classifier itself
 
 
 def prompt_ids(tokenizer: SmilesTokenizer, prompt: Sequence[str] | None) -> list[int]:

@@ -31,7 +31,7 @@ from domains.chem.drawing import draw_grid
 from domains.chem.metrics import generation_metrics, property_metrics
 from domains.chem.sampling import next_token_logits, sample, sample_batch, sample_rows
 from domains.chem.tokenizer import SmilesTokenizer
-from zoo.registry import create_model
+from zoo.models.base import language_model_kwargs
 from zoo.training import BaseTask
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,11 @@ class SmilesLMTask(ChemTask):
     """
 
     def __init__(self, sampling: dict | None = None, eval_samples: int = 256, training_split: dict | None = None, **kwargs: Any):
-        kwargs["model_kwargs"] = lm_model_kwargs(kwargs.get("model", "test_transformer"), dict(kwargs.get("model_kwargs") or {}))
         super().__init__(**kwargs)
         self.sampling = {"temperature": 1.0, "top_k": 0, "max_tokens": 128, **dict(sampling or {})}
+
+    def backbone_kwargs(self, model: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return language_model_kwargs(model, model_kwargs)
 
     def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         ids, mask = batch["ids"], batch["mask"]
@@ -107,15 +109,6 @@ def check_training_split(saved: dict | None, datamodule: Any) -> None:
         log.warning("novelty is measured against %d training molecules of %s, but the model was trained on %d of %s "
                     "(another split); give the data.* settings of its training run (path, limit, max_tokens, split, seed)",
                     now["molecules"], now["source"], saved["molecules"], saved["source"])
-
-
-def lm_model_kwargs(name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A backbone with its own LM head (`lm_logits`) gets no classifier; others predict tokens with theirs."""
-    vocab = model_kwargs.get("vocab_size")
-    with torch.device("meta"):  # builds the architecture without allocating weights, only to inspect it
-        probe = create_model(name, **{**model_kwargs, "num_classes": 0})
-    own_head = callable(getattr(probe, "lm_logits", None))
-    return {**model_kwargs, "num_classes": 0 if own_head else vocab, "global_pool": ""}
 
 
 def write_sample_report(path: str, training: Sequence[str], reference: Sequence[str], prompt: Sequence[str], fcd: bool = False) -> dict[str, float]:

@@ -22,18 +22,11 @@ import torch.nn.functional as F
 
 from domains.genomics.metrics import IGNORE
 from domains.genomics.tasks import GenomicsTask
+from domains.genomics.tokenizer import DNATokenizer
 from zoo.errors import ZooError
-from zoo.registry import create_model
+from zoo.models.base import language_model_kwargs, token_logits
 
 OBJECTIVES = ("auto", "causal", "masked")
-
-
-def lm_model_kwargs(name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A backbone with its own LM head gets no classifier; others predict tokens through theirs."""
-    with torch.device("meta"):  # the architecture only, no weights allocated
-        probe = create_model(name, **{**model_kwargs, "num_classes": 0, "global_pool": ""})
-    own_head = callable(getattr(probe, "lm_logits", None))
-    return {**model_kwargs, "num_classes": 0 if own_head else model_kwargs.get("vocab_size", 12), "global_pool": ""}
 
 
 class LanguageModelTask(GenomicsTask):
@@ -51,12 +44,10 @@ class LanguageModelTask(GenomicsTask):
                                                       [i for i, t in enumerate(self.tokenizer.vocab) if len(t) == 1]), persistent=False)
 
     def backbone_kwargs(self, name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-        return lm_model_kwargs(name, model_kwargs)
+        return language_model_kwargs(name, model_kwargs, vocab_size=len(DNATokenizer()))
 
     def token_logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.forward_features(ids, mask)
-        lm_head = getattr(self.backbone, "lm_logits", None)
-        return (lm_head(features) if callable(lm_head) else self.backbone.forward_head(features, mask)).float()
+        return token_logits(self.backbone, self.backbone.forward_features(ids, mask), mask).float()
 
     def masked_inputs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = (torch.rand(ids.shape, device=ids.device) < self.hparams.mask_prob) & mask

@@ -84,3 +84,32 @@ class SequenceBackbone(nn.Module):
     def step_head(self, features_t: torch.Tensor) -> torch.Tensor:
         """Head for one recurrent step: per-token, so pooling does not apply."""
         return self.head(self.head_drop(features_t))
+
+
+# ----------------------------------------------------------------------------- next-token models
+
+
+def has_lm_head(backbone: nn.Module) -> bool:
+    """Whether next-token logits come from the backbone's own `lm_logits` (HyenaDNA's tied embedding,
+    Bio-xLSTM's LM head) rather than from its classifier head."""
+    return callable(getattr(backbone, "lm_logits", None)) and getattr(backbone, "num_classes", 0) == 0
+
+
+def language_model_kwargs(name: str, model_kwargs: dict[str, Any], vocab_size: int | None = None) -> dict[str, Any]:
+    """`model_kwargs` for `name` as a next-token model, unpooled.
+
+    A family with its own `lm_logits` gets no classifier (`num_classes=0`); any other
+    predicts tokens through a classifier as wide as the vocabulary (`model_kwargs["vocab_size"]`,
+    else `vocab_size`).
+    """
+    from zoo.registry import create_model
+
+    with torch.device("meta"):  # the architecture only, no weights allocated
+        probe = create_model(name, **{**model_kwargs, "num_classes": 0, "global_pool": ""})
+    own_head = callable(getattr(probe, "lm_logits", None))
+    return {**model_kwargs, "num_classes": 0 if own_head else model_kwargs.get("vocab_size", vocab_size), "global_pool": ""}
+
+
+def token_logits(backbone: nn.Module, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token vocabulary logits from `forward_features` (or `step`) output, through whichever head the model has."""
+    return backbone.lm_logits(features) if has_lm_head(backbone) else backbone.forward_head(features, mask)
