@@ -9,6 +9,7 @@ from typing import Sequence
 from rdkit.Chem import Draw
 
 from domains.chem.metrics import to_mol
+from zoo.io import atomic_path
 
 
 def draw_grid(smiles: Sequence[str], path: str | os.PathLike, legends: Sequence[str] | None = None,
@@ -21,9 +22,6 @@ def draw_grid(smiles: Sequence[str], path: str | os.PathLike, legends: Sequence[
     mols, labels = zip(*pairs)
     image = Draw.MolsToGridImage(list(mols), molsPerRow=min(per_row, len(mols)), subImgSize=(size, size),
                                  legends=[str(x) for x in labels], returnPNG=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)

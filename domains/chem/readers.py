@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 from rdkit import Chem, RDLogger
 
 from zoo.errors import DataError
+from zoo.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -289,11 +290,8 @@ def _report(table: MoleculeTable, rejects_path: str | os.PathLike | None, write:
         log.info("%s: skipped %d records RDKit cannot parse", table.path, len(table.rejected))
         return
     target = Path(rejects_path) if rejects_path else Path(Path(table.path).name.split(".")[0] + ".rejected.csv")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".partial")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(target) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["where", "reason", "record"])
         writer.writerows([r.where, r.reason, r.raw] for r in table.rejected)
-    os.replace(tmp, target)
     log.warning("%s: skipped %d invalid records (on_invalid=skip); they are listed in %s", table.path, len(table.rejected), target)

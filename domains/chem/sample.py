@@ -11,9 +11,6 @@ similarity to the prompt) and `<stem>.png`, a grid of the valid structures.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,8 @@ from domains.chem.tasks import SmilesLMTask, check_training_split, write_sample_
 from domains.chem.tokenizer import SmilesTokenizer
 from zoo.errors import ZooError
 from zoo.hub import from_pretrained
-from zoo.training.runner import output_dir, resolve_ckpt
+from zoo.io import write_csv_atomic
+from zoo.training.runner import output_dir, resolve_ckpt, write_run_record
 
 
 def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokenizer, dict | None]:
@@ -40,16 +38,6 @@ def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokeniz
         source = resolve_tokenizer_source(str(cfg.weights))
         return from_pretrained(source), SmilesTokenizer.load(source), None
     raise ZooError("`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>")
-
-
-def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -66,14 +54,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                      seed=int(cfg.seed), prompt=prompt, **params)
     out = output_dir(cfg)
     path = Path(cfg.get("output") or out / "samples.csv")
-    write_rows(sample_rows(samples), path)
+    write_csv_atomic(path, sample_rows(samples))
     metrics = write_sample_report(str(path), datamodule.train_smiles, datamodule.test_smiles, prompt, fcd=bool(cfg.get("fcd")))
     # The keys of `predict`'s result (predictions, rows), so tools read both verbs alike.
     result = {"mode": "sample", "output_dir": str(out), "predictions": str(path), "rows": len(samples)}
     if path.with_suffix(".png").is_file():
         result["grid"] = str(path.with_suffix(".png"))
     result["metrics"] = {k: v for k, v in metrics.items() if v == v and k != "samples"}  # NaN (undefined) metrics left out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    write_run_record(out, cfg, result)
     return result

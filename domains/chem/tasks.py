@@ -31,6 +31,7 @@ from domains.chem.drawing import draw_grid
 from domains.chem.metrics import generation_metrics, property_metrics
 from domains.chem.sampling import next_token_logits, sample, sample_batch, sample_rows
 from domains.chem.tokenizer import SmilesTokenizer
+from zoo.io import write_text_atomic
 from zoo.models.base import language_model_kwargs
 from zoo.training import BaseTask
 
@@ -117,7 +118,7 @@ def write_sample_report(path: str, training: Sequence[str], reference: Sequence[
         rows = list(csv.DictReader(handle))
     metrics = generation_metrics([r["smiles"] if r["valid"] == "1" else "" for r in rows], training, reference, prompt, fcd=fcd)
     stem = Path(path).with_suffix("")
-    Path(f"{stem}.metrics.json").write_text(json.dumps({k: (None if math.isnan(v) else v) for k, v in metrics.items()}, indent=2) + "\n")
+    write_text_atomic(f"{stem}.metrics.json", json.dumps({k: (None if math.isnan(v) else v) for k, v in metrics.items()}, indent=2) + "\n")
     valid = [r for r in rows if r["valid"] == "1"]
     draw_grid([r["canonical_smiles"] for r in valid], f"{stem}.png", legends=[r["id"] for r in valid])
     log.info("generation metrics: %s", ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()))
@@ -196,5 +197,5 @@ class PropertyTask(ChemTask):
             return
         p = np.array([[float(r[f"pred_{n}"]) for n in names] for r in rows])
         metrics = property_metrics(y, p, names, self.hparams.task_type)
-        Path(path).with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(Path(path).with_suffix(".metrics.json"), json.dumps(metrics, indent=2) + "\n")
         log.info("prediction metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

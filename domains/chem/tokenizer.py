@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from zoo.errors import DataError, ZooError
+from zoo.io import write_text_atomic
 
 PAD, BOS, EOS, SEP, UNK = "<pad>", "<bos>", "<eos>", "<sep>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, SEP, UNK)
@@ -101,7 +102,7 @@ class SmilesTokenizer:
         return json.dumps({"type": "smiles_regex", "tokens": self.tokens}, indent=1)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(self.to_json())
+        write_text_atomic(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str, where: str = "tokenizer") -> "SmilesTokenizer":

@@ -11,9 +11,7 @@ The model comes from `ckpt_path` (a training checkpoint), `weights` (a folder,
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import resource
 import time
@@ -31,9 +29,10 @@ from domains.genomics.sources import load_examples
 from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, load_tokenizer, tokenizer_from_config
 from zoo.errors import DataError, ZooError
 from zoo.hub import from_pretrained, read_checkpoint
+from zoo.io import atomic_path, write_text_atomic
 from zoo.layers.heads import pool_sequence
 from zoo.registry import create_model
-from zoo.training.runner import output_dir
+from zoo.training.runner import output_dir, write_run_record
 
 log = logging.getLogger(__name__)
 POOLS = ("mean", "max", "last", "none")
@@ -94,18 +93,17 @@ def write_embeddings(ids: list[str], vectors: list[np.ndarray] | np.ndarray, tar
 
         path = target.with_suffix(".parquet")
         table = pa.table({"id": ids, "embedding": [v.tolist() for v in vectors]})
-        pq.write_table(table, f"{path}.partial")
-        os.replace(f"{path}.partial", path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         return [path]
     if fmt != "npy":
         raise ZooError(f"embed.format={fmt!r}; choose npy or parquet")
     if not isinstance(vectors, np.ndarray) and len({v.shape for v in vectors}) > 1:
         raise ZooError("per-base embeddings of records of different lengths do not fit one .npy; use embed.format=parquet")
     path, names = target.with_suffix(".npy"), target.with_suffix(".ids.txt")
-    with open(f"{path}.partial", "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors if isinstance(vectors, np.ndarray) else np.stack(vectors))
-    os.replace(f"{path}.partial", path)
-    names.write_text("".join(f"{i}\n" for i in ids))
+    write_text_atomic(names, "".join(f"{i}\n" for i in ids))
     return [path, names]
 
 
@@ -152,7 +150,5 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               "seconds": round(seconds, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.type == "cuda":
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    write_run_record(out, cfg, result)
     return result

@@ -34,6 +34,7 @@ from Bio.SeqIO.FastaIO import SimpleFastaParser
 from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
 from zoo.errors import DataError
+from zoo.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -302,12 +303,11 @@ class IndexedFasta:
     @staticmethod
     def _write_sidecar(path: Path, content: str | bytes) -> None:
         """Atomically (several processes may index the same file), and only where the folder is writable."""
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_bytes(content.encode() if isinstance(content, str) else content)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(content.encode() if isinstance(content, str) else content)
         except OSError:
-            tmp.unlink(missing_ok=True)  # a read-only folder: the index is rebuilt next time
+            pass  # a read-only folder: the index is rebuilt next time
 
     @property
     def lengths(self) -> dict[str, int]:

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from zoo.io import atomic_path
+
 
 def plot_positions(csv_path: str, classes: Sequence[str], windows: int = 3, max_bases: int = 2000) -> str | None:
     """`<csv stem>.png`: the first `windows` windows, one panel each; returns the PNG path (None if no rows)."""
@@ -43,6 +45,7 @@ def plot_positions(csv_path: str, classes: Sequence[str], windows: int = 3, max_
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=min(len(foreground), 6))
     figure.tight_layout()
     png = str(Path(csv_path).with_suffix(".png"))
-    figure.savefig(png, dpi=110)
+    with atomic_path(png) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
     return png

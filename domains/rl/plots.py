@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.io import atomic_path
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +52,8 @@ def learning_curve(metrics_csv: Path, out: Path, title: str) -> Path | None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return out
 
@@ -83,7 +86,8 @@ def cartpole_gif(agent: Any, env: Any, out: Path, seed: int = 0, max_frames: int
         start = done
         if bool(done[0]):
             break
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=40, loop=0)
+    with atomic_path(out) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
     return out
 
 

@@ -136,6 +136,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["metrics"] = {**(fit_metrics if mode != "eval" else {}), **_scalars(trainer.callback_metrics)}
         if not trainer.is_global_zero:
             return result
+    write_run_record(out, cfg, result)
+    return result
+
+
+def write_run_record(out: Path, cfg: DictConfig, result: dict[str, Any]) -> None:
+    """The run folder's `config.yaml` and `metrics.json` (for domain runners too), each written atomically."""
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")  # last: its presence means the run finished
-    return result
