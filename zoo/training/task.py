@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from zoo.hub import architecture_for, load_state_into
+from zoo.hub import architecture_for, load_state_into, read_source
 from zoo.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,15 @@ class BaseTask(pl.LightningModule):
         self.save_hyperparameters(ignore=unsaved)
         self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
         model_kwargs = dict(_plain(model_kwargs) or {})
-        state = None
         if self.weights_decide_architecture:
             model, model_kwargs, state = architecture_for(model, model_kwargs, weights, keep=self.task_set_kwargs)
+        else:
+            state = read_source(weights)[0] if weights else None
         model_kwargs = self.backbone_kwargs(model, model_kwargs)
         self.hparams["model"], self.hparams["model_kwargs"] = model, model_kwargs  # what a restored checkpoint rebuilds
+        self.backbone = create_model(model, **model_kwargs)
         if state is not None:
-            self.backbone = create_model(model, **model_kwargs)
             load_state_into(self.backbone, state, str(weights))
-        else:
-            self.backbone = create_model(model, weights=weights, **model_kwargs)
         if freeze_backbone:
             self.freeze_backbone()
 
