@@ -1,29 +1,34 @@
-"""Informer on ETTh1 (Zhou et al., AAAI 2021) beside DLinear and the baselines, through `zoo timeseries`.
+"""Informer on ETTh1 (Zhou et al., AAAI 2021) beside DLinear, NLinear and the baselines, through `zoo timeseries`.
 
 Every run is the product's own `zoo.training.run` on the composed `timeseries` config
 with `experiment=informer_ett` (Adam lr 1e-4 halved per epoch after the second, batch 32,
 6 epochs, early stopping patience 3, the 12/4/4-month split, training-split scaling),
 window lengths and ProbSparse factor from the official `scripts/ETTh1.sh`:
 multivariate (M) seq_len 48/96/168/168/336, univariate (S, target OT) seq_len 720.
-DLinear (Zeng et al. 2023) uses the same windows with its paper's ETTh1 settings
-(lr 0.005, 10 epochs); repeat-last, seasonal naive (24 h) and classic AR (least squares,
-p = seq_len, capped by --ar-lags) need no training. MSE/MAE are on the standardised data,
-as the paper reports them.
+DLinear and NLinear (Zeng et al., AAAI 2023) use the same windows with their paper's
+ETTh1 settings (Adam lr 0.005, 10 epochs, the same halving and patience); repeat-last,
+seasonal naive (24 h) and classic AR (least squares, p = seq_len, capped by --ar-lags)
+need no training. MSE/MAE are on the standardised test windows (every window: none is
+dropped), as the paper reports them.
 
-    python -m benchmarks.timeseries_ett --data /path/ETTh1.csv [--quick] [--features M S] [--horizons 24 48]
+Each run writes `<out>/<features>_<horizon>_<model>/` (metrics.json, logs/metrics.csv);
+a finished run is skipped when the command is repeated, and `<out>/table.md` is
+re-rendered after every run from all run folders in `<out>` and in `--also` folders, so
+several invocations (e.g. Informer alone, then the cheap models) make one table.
+
+    python -m benchmarks.timeseries_ett --data /path/ETTh1.csv [--features M S] [--horizons 24 48] [--models informer dlinear] [--override trainer=gpu]
+    python -m benchmarks.timeseries_ett --render --out runs_a --also runs_b     # the table only
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
-
-from zoo.training import run
 
 #: official scripts/ETTh1.sh: horizon -> (seq_len, label_len, factor)
 WINDOWS = {
@@ -35,9 +40,28 @@ PAPER = {
     "M": {24: (0.577, 0.549), 48: (0.685, 0.625), 168: (0.931, 0.752), 336: (1.128, 0.873), 720: (1.215, 0.896)},
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387), 720: (0.269, 0.435)},
 }
+MODELS = ("informer", "dlinear", "nlinear", "repeat_last", "seasonal_naive", "classic_ar")
+TRAINED = ("informer", "dlinear", "nlinear")
+
+
+def model_overrides(name: str, features: str, horizon: int, args: argparse.Namespace) -> list[str]:
+    seq_len, _, factor = WINDOWS[features][horizon]
+    limit = f"+trainer.limit_train_batches={args.limit_train_batches}"
+    return {
+        "informer": [f"model={args.informer}", f"trainer.max_epochs={args.epochs}", limit, f"++model.kwargs.factor={factor}"],
+        "dlinear": ["model=dlinear", "task.optimizer.lr=0.005", "trainer.max_epochs=10", limit],
+        "nlinear": ["model=nlinear", "task.optimizer.lr=0.005", "trainer.max_epochs=10", limit],
+        "repeat_last": ["model=repeat_last"],
+        "seasonal_naive": ["model=seasonal_naive", "model.kwargs.season=24"],
+        "classic_ar": ["model=classic_ar", f"++model.kwargs.lags={min(seq_len, args.ar_lags)}"],
+    }[name]
 
 
 def run_one(data: str, features: str, horizon: int, model: list[str], folder: Path) -> dict:
+    from hydra import compose, initialize_config_module
+
+    from zoo.training import run
+
     seq_len, label_len, _ = WINDOWS[features][horizon]
     overrides = [
         "experiment=informer_ett", f"data.path={data}", f"data.features={features}", "data.target=OT",
@@ -47,59 +71,89 @@ def run_one(data: str, features: str, horizon: int, model: list[str], folder: Pa
     ]
     with initialize_config_module(config_module="domains.timeseries.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    start = time.perf_counter()
-    metrics = run(cfg)["metrics"]
-    return {"mse": metrics["test/mse"], "mae": metrics["test/mae"], "seconds": time.perf_counter() - start}
+    return run(cfg)
+
+
+def epochs_run(folder: Path) -> str:
+    """'run (best)' epochs from the run's metrics.csv, e.g. '5 (2)'; '' for untrained baselines."""
+    log = folder / "logs" / "metrics.csv"
+    if not log.is_file():
+        return ""
+    val = [(int(r["epoch"]), float(r["val/loss"])) for r in csv.DictReader(log.open()) if r.get("val/loss")]
+    return f"{len(val)} ({min(val, key=lambda v: v[1])[0] + 1})" if val else ""
+
+
+def collect(folders: list[Path]) -> dict[tuple[str, int, str], dict]:
+    results = {}
+    for root in folders:
+        for metrics in sorted(root.glob("*_*_*/metrics.json")):
+            features, horizon, model = metrics.parent.name.split("_", 2)
+            found = json.loads(metrics.read_text())["metrics"]
+            results[features, int(horizon), model] = {"mse": found["test/mse"], "mae": found["test/mae"], "epochs": epochs_run(metrics.parent)}
+    return results
+
+
+def render(results: dict[tuple[str, int, str], dict]) -> str:
+    """One row per (features, horizon): MSE / MAE of each model, the paper's Informer beside ours."""
+    cell = lambda r: f"{r['mse']:.3f} / {r['mae']:.3f}" if r else "not run"
+    lines = [
+        "| features | horizon | seq_len | Informer (ours) | epochs run (best) | Informer (paper) | DLinear | NLinear | repeat last | seasonal naive (24 h) | classic AR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for features in ("M", "S"):
+        for horizon, (seq_len, _, _) in WINDOWS[features].items():
+            row = {m: results.get((features, horizon, m)) for m in MODELS}
+            if not any(row.values()):
+                continue
+            paper = PAPER[features][horizon]
+            informer = row["informer"]
+            lines.append(
+                f"| {features} | {horizon} | {seq_len} | {cell(informer)} | {informer['epochs'] if informer else ''} | "
+                f"{paper[0]:.3f} / {paper[1]:.3f} | " + " | ".join(cell(row[m]) for m in MODELS[1:]) + " |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="ETTh1.csv")
+    parser.add_argument("--data", help="ETTh1.csv")
     parser.add_argument("--features", nargs="+", default=["M", "S"], choices=["M", "S"])
     parser.add_argument("--horizons", type=int, nargs="+", default=[24, 48, 168, 336, 720])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--informer", default="informer_paper", help="model config: informer_paper (the paper's size) or informer (tiny)")
     parser.add_argument("--epochs", type=int, default=6, help="Informer epochs (paper: 6)")
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="fraction (<=1) or number of training batches per epoch")
     parser.add_argument("--ar-lags", type=int, default=720)
-    parser.add_argument("--models", nargs="+", default=["informer", "dlinear", "repeat_last", "seasonal_naive", "classic_ar"])
     parser.add_argument("--quick", action="store_true", help="the tiny Informer config, 1 epoch of 50 batches, M only, horizons 24 48")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="folder for the run folders and table.md (default: a temporary one)")
+    parser.add_argument("--also", nargs="*", default=[], help="more run folders whose results join the table")
+    parser.add_argument("--render", action="store_true", help="only (re)write table.md from the run folders")
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run, e.g. trainer=gpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
         args.informer, args.epochs, args.limit_train_batches, args.features, args.horizons = "informer", 1, 50, ["M"], [24, 48]
-    limit = int(args.limit_train_batches) if args.limit_train_batches > 1 else args.limit_train_batches
-    runs = Path(args.out or tempfile.mkdtemp(prefix="ett_"))
-    settings = {
-        "informer": [f"model={args.informer}", f"trainer.max_epochs={args.epochs}", f"+trainer.limit_train_batches={limit}"],
-        "dlinear": ["model=dlinear", "task.optimizer.lr=0.005", "trainer.max_epochs=10", f"+trainer.limit_train_batches={limit}"],
-        "repeat_last": ["model=repeat_last"], "seasonal_naive": ["model=seasonal_naive", "model.kwargs.season=24"],
-        "classic_ar": ["model=classic_ar"],
-    }
-    lines = [
-        f"ETTh1 ({args.data}); Informer = model={args.informer}, {args.epochs} epoch(s), limit_train_batches={limit}; {args.threads} thread(s)\n",
-        "| features | horizon | seq_len | model | MSE | MAE | paper Informer MSE | paper Informer MAE | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    table = runs / "table.md"  # grows row by row, so a long run's finished rows survive
-    runs.mkdir(parents=True, exist_ok=True)
-    table.write_text("\n".join(lines) + "\n")
-    for features in args.features:
+    if args.limit_train_batches > 1:
+        args.limit_train_batches = int(args.limit_train_batches)
+    if not args.render and not args.data:
+        parser.error("--data is required unless --render")
+    out = Path(args.out or tempfile.mkdtemp(prefix="ett_"))
+    out.mkdir(parents=True, exist_ok=True)
+    folders = [out, *map(Path, args.also)]
+    table = out / "table.md"
+    header = (f"ETTh1; Informer = model={args.informer}, at most {args.epochs} epoch(s), limit_train_batches={args.limit_train_batches}; "
+              f"{args.threads} thread(s); MSE / MAE on the standardised test windows\n\n")
+    for features in [] if args.render else args.features:
         for horizon in args.horizons:
-            seq_len, _, factor = WINDOWS[features][horizon]
             for name in args.models:
-                extra = list(settings[name])
-                if name == "informer":
-                    extra.append(f"++model.kwargs.factor={factor}")
-                if name == "classic_ar":
-                    extra.append(f"++model.kwargs.lags={min(seq_len, args.ar_lags)}")
-                result = run_one(args.data, features, horizon, extra, runs / f"{features}_{horizon}_{name}")
-                paper = PAPER[features][horizon] if name == "informer" else ("", "")
-                lines.append(f"| {features} | {horizon} | {seq_len} | {name} | {result['mse']:.3f} | {result['mae']:.3f} | {paper[0]} | {paper[1]} | {result['seconds']:.0f} |")
-                with table.open("a") as handle:
-                    handle.write(lines[-1] + "\n")
-    print("\n".join(lines))
+                folder = out / f"{features}_{horizon}_{name}"
+                if (folder / "metrics.json").is_file():
+                    continue  # finished earlier: keep it
+                run_one(args.data, features, horizon, [*model_overrides(name, features, horizon, args), *args.override], folder)
+                table.write_text(header + render(collect(folders)))  # after every run, so a long grid's rows survive
+    table.write_text(header + render(collect(folders)))
+    print(table.read_text())
 
 
 if __name__ == "__main__":

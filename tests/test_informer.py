@@ -9,8 +9,11 @@ import sys
 import pytest
 import torch
 
+from benchmarks.timeseries_informer_official import convert_official_state_dict
+from tests.reference import informer_reference as reference
 from zoo import ZooError, create_model
 from zoo.layers.probsparse import (
+    EVAL_SAMPLE_SEED,
     AttentionLayer,
     FullAttention,
     ProbSparseAttention,
@@ -163,6 +166,44 @@ def test_informer_learns_a_sine_better_than_repeating_the_last_value():
     assert mse < 0.5 * naive, (mse, naive)
 
 
+def calendar_marks(batch: int, length: int, fields: int) -> torch.Tensor:
+    """Integer [month, day, weekday, hour, minute // 15] columns, as the `fixed`/`learned` embeddings read them."""
+    low_high = [(1, 13), (1, 32), (0, 7), (0, 24), (0, 4)][:fields]
+    return torch.stack([torch.randint(lo, hi, (batch, length)) for lo, hi in low_high], -1).double()
+
+
+@pytest.mark.parametrize("attn,embed,freq,factor,seq_len,label_len,horizon", [
+    ("prob", "timeF", "h", 5, 96, 48, 24),   # u = 25 of 96 encoder and 25 of 72 decoder queries active
+    ("full", "timeF", "h", 5, 96, 48, 24),
+    ("prob", "fixed", "h", 3, 72, 36, 36),   # u = 15 of 72
+    ("prob", "learned", "t", 2, 64, 32, 32),  # quarter-hour field too; u = 10 of 64
+])
+def test_outputs_equal_an_independent_restatement_of_the_official_math(attn, embed, freq, factor, seq_len, label_len, horizon):
+    """Always runs (CI has no Informer2020 checkout): the reference has the official parameter names,
+    so this also checks `convert_official_state_dict`, in training mode (key samples from the global
+    generator, batch-statistics BatchNorm) and in eval mode (fixed-seed samples, running statistics)."""
+    kw = dict(factor=factor, d_model=32, n_heads=4, e_layers=3, d_layers=2, d_ff=64, attn=attn, embed=embed, freq=freq, distil=True, mix=True)
+    assert attn == "full" or active_count(factor, seq_len) < seq_len  # the sparse path is exercised
+    torch.manual_seed(0)
+    ref = reference.Informer(7, 7, horizon, max_len=128, **kw).double()  # positions up to 96 are read
+    ours = Informer(in_features=7, num_classes=7, label_len=label_len, pred_len=horizon, dropout=0.0, **kw).double()
+    ours.load_state_dict(convert_official_state_dict(ref.state_dict()))
+    x, dec = torch.randn(2, seq_len, 7, dtype=torch.float64), torch.cat([torch.randn(2, label_len, 7), torch.zeros(2, horizon, 7)], 1).double()
+    if embed == "timeF":
+        x_mark, dec_mark = (torch.rand(2, n, 5 if freq == "t" else 4, dtype=torch.float64) - 0.5 for n in (seq_len, label_len + horizon))
+    else:
+        x_mark, dec_mark = (calendar_marks(2, n, 5 if freq == "t" else 4) for n in (seq_len, label_len + horizon))
+    torch.manual_seed(1)
+    expected = ref.train()(x, x_mark, dec, dec_mark)
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours.train().forecast(x, x_mark, dec, dec_mark), expected, rtol=1e-5, atol=1e-5)
+
+    fixed_draw = lambda high, shape: torch.randint(high, shape, generator=torch.Generator().manual_seed(EVAL_SAMPLE_SEED))
+    with torch.no_grad():  # the training pass above moved both BatchNorms' running statistics alike
+        expected = ref.eval()(x, x_mark, dec, dec_mark, draw=fixed_draw)
+        torch.testing.assert_close(ours.eval().forecast(x, x_mark, dec, dec_mark), expected, rtol=1e-5, atol=1e-5)
+
+
 OFFICIAL = os.environ.get("INFORMER2020_DIR")
 
 
@@ -171,8 +212,6 @@ OFFICIAL = os.environ.get("INFORMER2020_DIR")
 def test_outputs_equal_the_official_implementation(attn, embed):
     sys.path.insert(0, OFFICIAL)
     from models.model import Informer as OfficialInformer
-
-    from benchmarks.timeseries_informer_official import convert_official_state_dict
 
     kw = dict(factor=5, d_model=32, n_heads=4, e_layers=3, d_layers=2, d_ff=64, dropout=0.0, attn=attn, embed=embed, freq="h", distil=True, mix=True)
     torch.manual_seed(0)

@@ -129,8 +129,8 @@ def bad_file(tmp_path, edit) -> str:
     (lambda f: f.loc.__setitem__((10, "date"), f.date[9]), "error", r"series.csv:12: duplicate timestamp"),
     (lambda f: f.loc.__setitem__((10, "date"), "not a date"), "error", r"series.csv:12: column 'date' value 'not a date' is not a timestamp"),
     (lambda f: f.loc.__setitem__((7, "load"), "n/a?"), "error", r"series.csv:9: column 'load' value 'n/a\?' is not a number"),
-    (lambda f: f.loc.__setitem__((7, "temp"), np.nan), "error", r"column 'temp' is empty at 2020-01-01 07:00:00.*data.fill"),
-    (lambda f: f.drop(index=[50, 51], inplace=True), "error", r"2 timestamps missing .*first 2020-01-03 02:00:00.*data.fill"),
+    (lambda f: f.loc.__setitem__((7, "temp"), np.nan), "error", r"series.csv:9: column 'temp' is empty \(at 2020-01-01 07:00:00\).*data.fill"),
+    (lambda f: f.drop(index=[50, 51], inplace=True), "error", r"series.csv:52: 2 timestamp\(s\) missing .*first 2020-01-03 02:00:00 \(just before this row\).*data.fill"),
     (lambda f: None, "sometimes", r"data.fill='sometimes'"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, edit, fill, message):
@@ -168,3 +168,54 @@ def test_unknown_names_and_sizes(tmp_path):
     with pytest.raises(DataError, match="repeats timestamp"):
         long = pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2020-01-01", "2020-01-01"], "y": [1.0, 2.0]})
         load_series(write(tmp_path, long, "long.csv"))
+
+
+def test_univariate_runs_read_only_the_target(tmp_path):
+    frame = hourly_frame(200).astype({"temp": object})
+    frame.loc[5, "temp"] = "sensor fault"
+    frame.loc[9, "load"] = np.nan
+    path = write(tmp_path, frame)
+    assert list(datamodule(path, features="S", target="OT").frame.columns) == ["OT"]
+    with pytest.raises(DataError, match=r"series.csv:7: column 'temp' value 'sensor fault' is not a number"):
+        datamodule(path, features="M", target="OT")
+    with pytest.raises(DataError, match=r"data.target='OT' is not among data.columns=\['load'\]"):
+        datamodule(path, features="MS", target="OT", columns=["load"])
+
+
+def long_frame() -> pd.DataFrame:
+    """Two series on one hourly grid: 'north' has 100 rows, 'south' starts 10 hours later."""
+    stamps = pd.date_range("2020-01-01", periods=100, freq="h")
+    north = pd.DataFrame({"unique_id": "north", "ds": stamps, "y": np.arange(100.0)})
+    south = pd.DataFrame({"unique_id": "south", "ds": stamps[10:], "y": 2.0 * np.arange(10, 100)})
+    return pd.concat([north, south], ignore_index=True)
+
+
+def test_long_layout_with_several_series_names_the_series_and_row(tmp_path):
+    frame = long_frame()
+    path = write(tmp_path, frame, "long.csv")
+    with pytest.raises(DataError, match=r"series 'south' has no row at 2020-01-01 00:00:00.*data.fill"):
+        load_series(path)
+    filled, _ = load_series(path, fill="interpolate")
+    assert list(filled.columns) == ["north", "south"] and len(filled) == 100
+    assert filled.south.iloc[0] == 20.0 and filled.south.iloc[50] == 100.0  # edges held, values kept
+    south, _ = load_series(path, columns=["south"])  # one series alone has no hole
+    assert len(south) == 90 and south.index[0] == pd.Timestamp("2020-01-01 10:00")
+    frame.loc[120, "y"] = np.nan
+    with pytest.raises(DataError, match=r"long.csv:122: column 'y' is empty \(series 'south'\)"):
+        load_series(write(tmp_path, frame, "long.csv"), columns=["south"])
+    with pytest.raises(DataError, match="no target column 'east'"):
+        datamodule(path, target="east", fill="interpolate")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "the file is empty"),
+    ("date,load\n", "the file has no rows"),
+    ("date,load\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:30,3\n2020-01-01 03:00,4\n", r"series.csv:4: timestamp 2020-01-01 01:30:00 is not on the 'h' grid"),
+])
+def test_malformed_files(tmp_path, content, message):
+    (tmp_path / "series.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_series(str(tmp_path / "series.csv"), freq="h" if "grid" in message else None)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_series(str(tmp_path / "broken.parquet"))

@@ -20,3 +20,12 @@ EXAMPLES = [
     "zoo timeseries eval ckpt_path=runs/timeseries/train/<run>/checkpoints/best.ckpt",
     "zoo timeseries train experiment=audio data.root=my_wavs/ model=s5",
 ]
+
+# `make demo`: the default small Informer, 2 epochs on the embedded weekly CO2 series, then a
+# forecast CSV + PNG of the 24 weeks after 2001 (17 s + 6 s wall on the 2-core dev machine,
+# imports included). The demo runner adds ckpt_path=<trained checkpoint> to predict itself.
+DEMO = {
+    "train": ["trainer.max_epochs=2", "trainer.enable_progress_bar=false"],
+    "predict": ["trainer.enable_progress_bar=false"],
+    "metric": "test/mse",
+}

@@ -156,7 +156,9 @@ class TimeSeriesDataModule(BaseDataModule):
             if unknown:
                 raise DataError(f"{self.path}: no column {unknown[0]!r} (columns: {', '.join(frame.columns)}); fix data.columns")
             return (frame[self.columns] if self.columns else frame), self.read_kwargs["freq"] or freq
-        return load_series(self.path, columns=self.columns, **self.read_kwargs)
+        # A univariate run reads only its target, so other columns may hold anything.
+        columns = self.columns or ([self.target] if self.features == "S" and self.target else None)
+        return load_series(self.path, columns=columns, target=self.target, **self.read_kwargs)
 
     def select_channels(self, frame: pd.DataFrame) -> pd.DataFrame:
         target = self.target or frame.columns[-1]

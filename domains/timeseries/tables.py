@@ -7,7 +7,8 @@ Problems are reported as one `DataError` naming the file, column and line (CSV l
 numbers count the header as line 1; Parquet rows count from 1). Missing values and
 missing timestamps are errors unless a fill policy is chosen (`fill`):
 `interpolate` (linear in time, edges held), `ffill` (carry forward, then back at the
-start) or `zero`.
+start) or `zero`. Only the columns (series) a run uses are checked: `columns`, or
+the target alone for univariate runs, so a broken column the run ignores is no error.
 """
 
 from __future__ import annotations
@@ -34,32 +35,57 @@ def read_file(path: str) -> tuple[pd.DataFrame, bool]:
         raise DataError(f"{path}: no such file; give data.path=<file.csv|file.parquet>")
     suffix = file.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(file), True
+        try:
+            return pd.read_parquet(file), True
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{path}: not a readable Parquet file ({_first_line(err)})") from err
     if suffix in (".csv", ".tsv", ".txt"):
         try:
             return pd.read_csv(file, sep="\t" if suffix == ".tsv" else ","), False
+        except pd.errors.EmptyDataError as err:
+            raise DataError(f"{path}: the file is empty; give a header line and rows") from err
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from err
+            raise DataError(f"{path}: not a readable CSV ({_first_line(err)})") from err
     raise DataError(f"{path}: unknown file type {suffix!r}; use .csv, .tsv or .parquet")
 
 
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def _parse_dates(values: pd.Series, path: str, column: str, parquet: bool) -> pd.DatetimeIndex:
+    """Row labels of `values` are the file's row numbers (0 = first data row)."""
     dates = pd.to_datetime(values, errors="coerce")  # the format is inferred from the first row
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
-        raise DataError(f"{_where(path, bad[0], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp")
+        raise DataError(f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp")
     return pd.DatetimeIndex(dates)
 
 
-def long_to_wide(frame: pd.DataFrame, path: str, id_col: str, ds_col: str, y_col: str, parquet: bool) -> pd.DataFrame:
-    """One column per `unique_id`, indexed by `ds` (rows may come in any order)."""
+def _empty_cell(path: str, row: int, column: str, parquet: bool, what: str = "") -> DataError:
+    return DataError(f"{_where(path, row, parquet)}: column {column!r} is empty{what}; fill missing values with data.fill=interpolate|ffill|zero")
+
+
+def long_to_wide(frame: pd.DataFrame, path: str, id_col: str, ds_col: str, y_col: str, parquet: bool,
+                 series: list[str] | None = None, fill: str = "error") -> pd.DataFrame:
+    """One column per `unique_id` (only `series` if given), indexed by `ds` (rows may come in any order)."""
+    ids = frame[id_col].astype(str)
+    if series is not None:
+        present = set(ids)
+        unknown = [s for s in series if s not in present]
+        if unknown:
+            raise DataError(f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(sorted(present)[:10])}); fix data.columns")
+        frame, ids = frame[ids.isin(series)], ids[ids.isin(series)]
     dates = _parse_dates(frame[ds_col], path, ds_col, parquet)
-    keys = pd.DataFrame({"id": frame[id_col].astype(str).to_numpy(), "ds": dates})
+    keys = pd.DataFrame({"id": ids.to_numpy(), "ds": dates})
     duplicated = np.flatnonzero(keys.duplicated().to_numpy())
     if len(duplicated):
         row = duplicated[0]
-        raise DataError(f"{_where(path, row, parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)")
+        raise DataError(f"{_where(path, frame.index[row], parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)")
     values = _numeric(frame[y_col], path, y_col, parquet)
+    empty = np.flatnonzero(np.isnan(values))
+    if fill == "error" and len(empty):
+        raise _empty_cell(path, frame.index[empty[0]], y_col, parquet, f" (series {keys.id.iloc[empty[0]]!r})")
     wide = pd.DataFrame({"id": keys.id, "ds": dates, "y": values}).pivot(index="ds", columns="id", values="y")
     wide.columns = [str(c) for c in wide.columns]
     return wide.sort_index()
@@ -70,16 +96,17 @@ def _numeric(values: pd.Series, path: str, column: str, parquet: bool) -> np.nda
     bad = np.flatnonzero(numbers.isna().to_numpy() & values.notna().to_numpy())
     if len(bad):
         raise DataError(
-            f"{_where(path, bad[0], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a number; "
+            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a number; "
             "fix it, or choose the numeric columns with data.columns=[...]"
         )
     return numbers.to_numpy(dtype=np.float64)
 
 
-def wide_frame(frame: pd.DataFrame, path: str, date_col: str, columns: list[str] | None, parquet: bool) -> pd.DataFrame:
-    """Validated wide frame: strictly increasing DatetimeIndex, float columns."""
+def wide_frame(frame: pd.DataFrame, path: str, date_col: str, columns: list[str] | None, parquet: bool, fill: str = "error") -> pd.DataFrame:
+    """Validated wide frame: strictly increasing DatetimeIndex, float columns; row i is the file's row i."""
     if date_col not in frame.columns:
         raise DataError(f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set data.date_col=<name>")
+    frame = frame.reset_index(drop=True)
     dates = _parse_dates(frame[date_col], path, date_col, parquet)
     steps = np.diff(dates.asi8)
     if (steps == 0).any():
@@ -95,6 +122,11 @@ def wide_frame(frame: pd.DataFrame, path: str, date_col: str, columns: list[str]
     if not names:
         raise DataError(f"{path}: no value columns besides {date_col!r}")
     values = {str(c): _numeric(frame[c], path, str(c), parquet) for c in names}
+    if fill == "error":
+        for name, column in values.items():
+            empty = np.flatnonzero(np.isnan(column))
+            if len(empty):
+                raise _empty_cell(path, empty[0], name, parquet, f" (at {dates[empty[0]]})")
     return pd.DataFrame(values, index=dates)
 
 
@@ -115,23 +147,27 @@ def infer_frequency(index: pd.DatetimeIndex, path: str) -> str:
     return freq
 
 
-def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str) -> pd.DataFrame:
-    """Put the frame on its regular grid and handle missing timestamps and values by `fill`."""
-    if fill not in FILL_POLICIES:
-        raise DataError(f"data.fill={fill!r}; choose one of {', '.join(FILL_POLICIES)}")
+def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=None) -> pd.DataFrame:
+    """Put the frame on its regular grid and handle missing timestamps and values by `fill`.
+
+    `where(position)` names the file row of a frame position (wide files); long files have
+    no row for a missing (series, timestamp), so their errors name the series and time.
+    """
     grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
     off_grid = frame.index.difference(grid)
+    locate = (lambda stamp: where(int(frame.index.searchsorted(stamp)))) if where else (lambda stamp: path)
     if len(off_grid):
-        raise DataError(f"{path}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq")
+        raise DataError(f"{locate(off_grid[0])}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq")
     missing = grid.difference(frame.index)
     if fill == "error":
         if len(missing):
-            raise DataError(f"{path}: {len(missing)} timestamps missing at frequency {freq!r}, first {missing[0]}; "
+            before = " (just before this row)" if where else ""
+            raise DataError(f"{locate(missing[0])}: {len(missing)} timestamp(s) missing at frequency {freq!r}, the first {missing[0]}{before}; "
                             "fill them with data.fill=interpolate|ffill|zero, or set data.freq")
         nan_rows, nan_cols = np.nonzero(frame.isna().to_numpy())
-        if len(nan_rows):
-            raise DataError(f"{path}: column {frame.columns[nan_cols[0]]!r} is empty at {frame.index[nan_rows[0]]}; "
-                            "fill missing values with data.fill=interpolate|ffill|zero")
+        if len(nan_rows):  # only long files get here: a series without a row at a timestamp others have
+            raise DataError(f"{path}: series {frame.columns[nan_cols[0]]!r} has no row at {frame.index[nan_rows[0]]}; "
+                            "add it, or fill missing values with data.fill=interpolate|ffill|zero")
         return frame
     frame = frame.reindex(grid)
     empty = [c for c in frame.columns if frame[c].isna().all()]
@@ -145,26 +181,38 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str) -> pd.Dat
 
 
 def load_series(path: str, date_col: str = "date", columns: list[str] | None = None, layout: str = "auto",
-                fill: str = "error", freq: str | None = None, id_col: str = "unique_id", ds_col: str = "ds", y_col: str = "y") -> tuple[pd.DataFrame, str]:
-    """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias)."""
+                fill: str = "error", freq: str | None = None, id_col: str = "unique_id", ds_col: str = "ds", y_col: str = "y",
+                target: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias).
+
+    `target` (a column, or a series of a long file) must exist; `columns` default to all.
+    """
+    if fill not in FILL_POLICIES:
+        raise DataError(f"data.fill={fill!r}; choose one of {', '.join(FILL_POLICIES)}")
+    if layout not in ("auto", "wide", "long"):
+        raise DataError(f"data.layout={layout!r}; choose auto, wide or long")
     raw, parquet = read_file(path)
     if raw.empty:
         raise DataError(f"{path}: the file has no rows")
     is_long = layout == "long" or (layout == "auto" and {id_col, ds_col, y_col} <= set(raw.columns))
-    if layout not in ("auto", "wide", "long"):
-        raise DataError(f"data.layout={layout!r}; choose auto, wide or long")
     if is_long:
         missing = [c for c in (id_col, ds_col, y_col) if c not in raw.columns]
         if missing:
             raise DataError(f"{path}: long layout needs columns {id_col!r}, {ds_col!r}, {y_col!r}; {missing[0]!r} is absent")
-        frame = long_to_wide(raw, path, id_col, ds_col, y_col, parquet)
-        unknown = [c for c in columns or [] if c not in frame.columns]
-        if unknown:
-            raise DataError(f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(frame.columns[:10])}); fix data.columns")
-        frame = frame[columns] if columns else frame
+        available = sorted(set(raw[id_col].astype(str)))
     else:
-        frame = wide_frame(raw, path, date_col, columns, parquet)
+        available = [str(c) for c in raw.columns if c != date_col]
+    if target is not None and target not in available:
+        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(available[:20])}); set data.target=<column>")
+    if target is not None and columns is not None and target not in columns:
+        raise DataError(f"{path}: data.target={target!r} is not among data.columns={list(columns)}; add it there")
+    if is_long:
+        frame = long_to_wide(raw, path, id_col, ds_col, y_col, parquet, columns, fill)
+        where = None
+    else:
+        frame = wide_frame(raw, path, date_col, columns, parquet, fill)
+        where = lambda position: _where(path, position, parquet)  # wide frame rows are the file rows
     freq = freq or infer_frequency(frame.index, path)
-    frame = fill_missing(frame, freq, fill, path)
+    frame = fill_missing(frame, freq, fill, path, where)
     frame.index.name = None
     return frame, freq

@@ -95,6 +95,15 @@ class ForecastTask(BaseTask):
         self.val_errors, self.test_errors = ForecastErrors(scaled), ForecastErrors(scaled)
         self.test_errors_original = ForecastErrors(scale)
 
+    def setup(self, stage: str) -> None:
+        """A restored model (eval/predict on any file) must see the channels it was trained on, in order."""
+        frame = getattr(getattr(self._trainer, "datamodule", None), "frame", None)
+        if frame is not None and list(frame.columns) != list(self.hparams.channels):
+            raise ZooError(
+                f"this model was trained on channels {list(self.hparams.channels)} (target last) but the data gives "
+                f"{list(frame.columns)}; pass the training run's data.target, data.features and data.columns"
+            )
+
     # ------------------------------------------------------------------ forecasting
 
     def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
