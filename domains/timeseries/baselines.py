@@ -12,20 +12,18 @@ val and test metrics like the trained models, `predict` writes the forecast CSV 
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from domains.timeseries.data import ForecastWindows, TimeSeriesDataModule
 from domains.timeseries.metrics import forecast_errors
 from domains.timeseries.plotting import forecast_rows, plot_forecast_file
 from zoo.errors import ZooError
+from zoo.io import write_csv_atomic
 from zoo.models.linear_forecasters import RepeatLast, SeasonalNaive
 
 BASELINES = ("repeat_last", "seasonal_naive", "classic_ar")
@@ -105,20 +103,14 @@ def write_forecast(forecaster, dm: TimeSeriesDataModule, output: Path) -> int:
     x = target_channels(item["x"].numpy()[None], dm.features)
     names = list(dm.frame.columns) if dm.features == "M" else [dm.frame.columns[-1]]
     rows = forecast_rows(torch.as_tensor(forecaster(x)), item["future_ns"][None], names)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, output)
+    write_csv_atomic(output, rows)
     plot_forecast_file(str(output), dm.frame, dm.season_length())
     return len(rows)
 
 
 def run_baseline(cfg: DictConfig) -> dict:
     """`runner` entry point: evaluate (train/eval/finetune) or forecast (predict) a baseline."""
-    from zoo.training.runner import output_dir
+    from zoo.training.runner import output_dir, write_run_record
 
     mode = str(cfg.mode)
     if mode == "export":
@@ -136,7 +128,5 @@ def run_baseline(cfg: DictConfig) -> dict:
         result.update(predictions=str(target), rows=write_forecast(forecaster, dm, target))
     else:
         result["metrics"] = {**evaluate(forecaster, dm, "val"), **evaluate(forecaster, dm, "test")}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    write_run_record(out, cfg, result)
     return result

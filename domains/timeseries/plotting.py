@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from zoo.io import atomic_path
+
 
 def forecast_rows(forecast: torch.Tensor, future_ns: torch.Tensor, channels: list[str]) -> list[dict]:
     """One row per (window, step): timestamp first, then the step number and one column per channel."""
@@ -38,10 +40,10 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Pat
         ax.set_ylabel(name)
     axes[0, 0].legend(loc="upper left", frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_forecast_file(csv_path: str, history: pd.DataFrame, season: int = 1) -> Path:
