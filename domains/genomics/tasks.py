@@ -78,7 +78,24 @@ class GenomicsTask(BaseTask):
         return self.shared_step(batch, self.stage_name("test", dataloader_idx))
 
 
-class SequenceTask(GenomicsTask):
+class ScoredTask(GenomicsTask):
+    """A task with `self.metrics` (a `StageMetrics`): logs val and every test set at epoch end, and the
+    datamodule's training-free reference scores (the PWM scanner of the embedded task) beside them."""
+
+    metrics: StageMetrics
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_stage(self.metrics.compute("val"))
+
+    def on_test_epoch_end(self) -> None:
+        for stage in [s for s in self.metrics.active() if s != "val"]:
+            self.log_stage(self.metrics.compute(stage))
+        reference = getattr(getattr(self.trainer, "datamodule", None), "reference_metrics", None)
+        if reference is not None:
+            self.log_stage(reference())
+
+
+class SequenceTask(ScoredTask):
     """One label per sequence. task_type: classification | regression; pool: max | mean | last | cls."""
 
     def __init__(self, classes: Sequence[str] = ("negative", "positive"), task_type: str = "classification", pool: str = "max",
@@ -130,16 +147,6 @@ class SequenceTask(GenomicsTask):
             self.log("train/acc", (out.argmax(-1) == y).float().mean(), batch_size=len(y))
         return loss
 
-    def on_validation_epoch_end(self) -> None:
-        self.log_stage(self.metrics.compute("val"))
-
-    def on_test_epoch_end(self) -> None:
-        for stage in [s for s in self.metrics.active() if s != "val"]:
-            self.log_stage(self.metrics.compute(stage))
-        reference = getattr(getattr(self.trainer, "datamodule", None), "reference_metrics", None)
-        if reference is not None:
-            self.log_stage(reference())
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         out = self.outputs(batch["ids"], batch["mask"])
         rows = []
@@ -163,7 +170,7 @@ class SequenceTask(GenomicsTask):
         return rows
 
 
-class TokenTask(GenomicsTask):
+class TokenTask(ScoredTask):
     """A class for every base (e.g. inside/outside BED regions); a per-position PNG after `predict`."""
 
     def __init__(self, classes: Sequence[str] = ("outside", "inside"), **kwargs: Any):
@@ -180,13 +187,6 @@ class TokenTask(GenomicsTask):
             keep = y.flatten() != IGNORE
             self.metrics.update(stage, logits.flatten(0, 1)[keep].softmax(-1), y.flatten()[keep])
         return loss
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_stage(self.metrics.compute("val"))
-
-    def on_test_epoch_end(self) -> None:
-        for stage in [s for s in self.metrics.active() if s != "val"]:
-            self.log_stage(self.metrics.compute(stage))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One row per base: window id, chromosome position, true label (when known), class probabilities."""
