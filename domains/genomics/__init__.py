@@ -34,6 +34,6 @@ _DEMO_DATA = ["data.embedded.n_val=200", "data.embedded.n_test=400", "trainer.en
 _DEMO_MODEL = ["model.kwargs.d_model=32", "model.kwargs.d_inner=64", "model.kwargs.filter_order=16"]
 DEMO = {
     "train": ["trainer.max_epochs=4", *_DEMO_MODEL, *_DEMO_DATA],
-    "predict": ["ckpt_path=last", *_DEMO_DATA],
+    "predict": _DEMO_DATA,  # the demo runner adds ckpt_path=<the trained checkpoint>
     "metric": "test/acc",
 }
