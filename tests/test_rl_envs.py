@@ -135,6 +135,7 @@ def concentration_oracle(state, env):
 
 
 ORACLES = {
+    "Association": lambda s, e: s["cue"],  # alone, the cue is the answer (meta/: tests/test_rl_meta_association.py)
     "popgym/RepeatFirst": lambda s, e: s["cards"][:, 0],
     "popgym/RepeatPrevious": lambda s, e: e.card_at(s["cards"], (s["time"] - e.k).clamp(min=0)),
     "popgym/Autoencode": lambda s, e: e.card_at(s["cards"], (2 * e.num_cards - 1 - s["time"]).clamp(min=0)),

@@ -3,6 +3,7 @@
 Names:
 - `CartPole-v1`, `MemoryChain-bsuite`: pure-torch versions (fast), tested against gymnax.
 - `TwoArmedBandit`: the base task of the meta-RL bandit (for `meta/projected-TwoArmedBandit`).
+- `Association`: the base task of the projected cue-action association (for `meta/projected-Association`).
 - `popgym/<Task>[-Easy|-Medium|-Hard]`: POPGym memory tasks in pure torch (Easy if no level).
 - `gymnax/<id>`: any gymnax environment with discrete actions, through the adapter.
 - `meta/projected-<name>`: per-trial random projections of any of the above (in-context meta-RL).
@@ -10,7 +11,8 @@ Names:
 `make_env(name, num_envs, device, **kwargs)`; kwargs go to the environment
 (e.g. `memory_length`) except `prev_action` (append the previous action,
 default on for POPGym) and, for `meta/`, `episodes_per_trial`, `proj_dim`,
-`projection_seed`.
+`projection_seed`, `feedback` ("answer" where the inner env reveals its
+answers, as Association does, else "action_reward").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 import torch
 
+from domains.rl.envs.association import Association
 from domains.rl.envs.base import FunctionalEnv, TorchEnv
 from domains.rl.envs.cards import Autoencode, CountRecall, RepeatFirst, RepeatPrevious
 from domains.rl.envs.cartpole import CartPole, NoisyStatelessCartPole, StatelessCartPole
@@ -51,7 +54,7 @@ for _task, (_cls, _levels) in _LEVELS.items():
 
 ALIASES = {"CartPole": "CartPole-v1", "MemoryChain": "MemoryChain-bsuite"}
 TORCH_ENVS: dict[str, Callable[..., TorchEnv]] = {"CartPole-v1": CartPole, "MemoryChain-bsuite": MemoryChain,
-                                                  "TwoArmedBandit": TwoArmedBandit, **POPGYM}
+                                                  "TwoArmedBandit": TwoArmedBandit, "Association": Association, **POPGYM}
 
 
 def _gymnax_ids() -> list[str]:
@@ -64,15 +67,16 @@ def _gymnax_ids() -> list[str]:
 
 def list_envs() -> list[str]:
     base = sorted(TORCH_ENVS) + _gymnax_ids()
-    return base + [f"meta/projected-{name}" for name in ("CartPole-v1", "MemoryChain-bsuite", "TwoArmedBandit")] + sorted(ALIASES)
+    return base + [f"meta/projected-{name}" for name in ("CartPole-v1", "MemoryChain-bsuite", "TwoArmedBandit", "Association")] + sorted(ALIASES)
 
 
 def make_env(name: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any) -> TorchEnv:
     """Build the batched environment `name` (see the module docstring)."""
     if name.startswith("meta/projected-"):
-        meta = {k: kwargs.pop(k) for k in ("episodes_per_trial", "proj_dim", "projection_seed") if k in kwargs}
+        meta = {k: kwargs.pop(k) for k in ("episodes_per_trial", "proj_dim", "projection_seed", "feedback") if k in kwargs}
         inner_name = ALIASES.get(name[len("meta/projected-"):], name[len("meta/projected-"):])
         inner = make_env(inner_name, num_envs, device, **{"prev_action": False, **kwargs})
+        meta.setdefault("feedback", "answer" if hasattr(inner, "revealed_action") else "action_reward")
         return ProjectedTrials(inner, **meta)
     name = ALIASES.get(name, name)
     prev_action = kwargs.pop("prev_action", None)

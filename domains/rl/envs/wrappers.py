@@ -15,6 +15,14 @@ trial and can adapt in context; episode ends are visible in the observation
 (previous action, previous reward, episode-start flag) and in
 `info["episode_done"]`. A `projection_seed` fixes a separate generator for
 projections, so training and held-out evaluation can use disjoint draws.
+
+`feedback` chooses what the agent sees beside the projected observation:
+`"action_reward"` (default, RL^2's inputs: previous action one-hot and reward)
+or `"answer"`: the right action the inner environment reveals
+(`env.revealed_action(state)`, -1 for none) as a one-hot in the agent's own,
+permuted action coordinates. With `"answer"` nothing the agent sees depends on
+its own past actions, which is what makes the memoryless baseline of
+`meta/projected-Association` provably chance (domains/rl/envs/association.py).
 """
 
 from __future__ import annotations
@@ -53,13 +61,18 @@ class PrevAction(TorchEnv):
 
 
 class ProjectedTrials(TorchEnv):
-    def __init__(self, env: TorchEnv, episodes_per_trial: int = 4, proj_dim: int = 8, projection_seed: int | None = None):
+    def __init__(self, env: TorchEnv, episodes_per_trial: int = 4, proj_dim: int = 8, projection_seed: int | None = None,
+                 feedback: str = "action_reward"):
         super().__init__(env.num_envs, env.device)
+        if feedback not in ("action_reward", "answer"):
+            raise ValueError(f"feedback={feedback!r}; choose 'action_reward' or 'answer'")
+        if feedback == "answer" and not hasattr(env, "revealed_action"):
+            raise ValueError(f"feedback='answer' needs an environment that reveals its answers; {env.name} does not")
         self.env, self.generator = env, env.generator
         self.name = f"meta/projected-{env.name}"
-        self.episodes_per_trial, self.proj_dim = episodes_per_trial, proj_dim
+        self.episodes_per_trial, self.proj_dim, self.feedback = episodes_per_trial, proj_dim, feedback
         self.num_actions = env.num_actions
-        self.obs_dim = proj_dim + self.num_actions + 2
+        self.obs_dim = proj_dim + self.num_actions + (2 if feedback == "action_reward" else 1)
         steps = env.max_episode_steps
         self.max_episode_steps = steps * episodes_per_trial if steps else None
         self.projection_generator = torch.Generator(device=self.device)
@@ -81,9 +94,15 @@ class ProjectedTrials(TorchEnv):
         obs, inner = self.env.reset(seed)
         n = obs.shape[0]
         state = {"inner": inner, **self.draw_projections(n), "episode": torch.zeros(n, dtype=torch.long, device=self.device)}
-        extra = torch.zeros(n, self.num_actions + 2, device=self.device)
+        extra = torch.zeros(n, self.obs_dim - self.proj_dim, device=self.device)
         extra[:, -1] = 1.0
+        if self.feedback == "answer":
+            extra[:, :-1] = self.revealed(inner, state["perm"])
         return torch.cat((self.project(obs, state), extra), dim=1), state
+
+    def revealed(self, inner: State, perm: torch.Tensor) -> torch.Tensor:
+        """The inner env's revealed action as a one-hot over agent actions (zeros where nothing is revealed)."""
+        return (perm == self.env.revealed_action(inner).unsqueeze(1)).float()
 
     def step(self, state: State, action: torch.Tensor):
         env_action = state["perm"].gather(1, action.unsqueeze(1)).squeeze(1)
@@ -97,8 +116,11 @@ class ProjectedTrials(TorchEnv):
             projections = {k: v.index_put((rows,), fresh[k]) for k, v in projections.items()}
             episode = episode.masked_fill(done, 0)
         state = {"inner": inner, **projections, "episode": episode}
-        previous = F.one_hot(action, self.num_actions).float() * (~done).unsqueeze(1)
-        extra = torch.cat((previous, (reward * ~done).unsqueeze(1), episode_done.float().unsqueeze(1)), dim=1)
+        if self.feedback == "answer":
+            extra = torch.cat((self.revealed(inner, state["perm"]), episode_done.float().unsqueeze(1)), dim=1)
+        else:
+            previous = F.one_hot(action, self.num_actions).float() * (~done).unsqueeze(1)
+            extra = torch.cat((previous, (reward * ~done).unsqueeze(1), episode_done.float().unsqueeze(1)), dim=1)
         # A trial ends after its last episode, a true terminal: nothing to bootstrap across trials.
         info = {"episode_done": episode_done, "terminated": done, "truncated": torch.zeros_like(done)}
         return torch.cat((self.project(obs, state), extra), dim=1), state, reward, done, info
