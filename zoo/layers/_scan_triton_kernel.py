@@ -40,7 +40,7 @@ def scan(
     TILE_L: tl.constexpr,
     TILE_N: tl.constexpr,
 ):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # offsets in int64: L x stride passes 2^31 at a million steps
     cols = tl.program_id(1) * TILE_N + tl.arange(0, TILE_N)
     steps = tl.arange(0, TILE_L)
     last = (steps == TILE_L - 1)[:, None]
@@ -54,9 +54,10 @@ def scan(
         # Positions past the end scan as the identity (a = 1, b = 0), so the tile's last row is the
         # state to carry; the adjoint's first step has no a (h_L = 0 makes it irrelevant).
         a_mask = inside & (t_a < length)[:, None]
-        a_off = a_ptr + row * a_sb + t_a[:, None] * a_sl + cols[None, :] * a_sn
-        b_off = b_ptr + row * b_sb + t[:, None] * b_sl + cols[None, :] * b_sn
-        o_off = out_ptr + row * o_sb + t[:, None] * o_sl + cols[None, :] * o_sn
+        t_a64, t64 = t_a.to(tl.int64)[:, None], t.to(tl.int64)[:, None]
+        a_off = a_ptr + row * a_sb + t_a64 * a_sl + cols[None, :] * a_sn
+        b_off = b_ptr + row * b_sb + t64 * b_sl + cols[None, :] * b_sn
+        o_off = out_ptr + row * o_sb + t64 * o_sl + cols[None, :] * o_sn
         a_re = tl.load(a_off, mask=a_mask, other=1.0)
         b_re = tl.load(b_off, mask=inside, other=0.0)
         if COMPLEX:
