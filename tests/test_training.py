@@ -51,6 +51,16 @@ def test_resume_from_last_continues_training(tmp_path):
     assert ckpt["global_step"] == 4 * 4  # 128 samples / 32 per batch, 4 epochs: nothing lost, nothing repeated
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_it_is_not_the_best(tmp_path):
+    # monitor_mode=max on a falling loss: the first epoch stays "best", so a last.ckpt
+    # written only beside a new best (Lightning 2.6's save_last) would hold epoch 0
+    result = run(config(tmp_path / "run", "trainer.max_epochs=3", "monitor_mode=max", "callbacks.early_stopping=null"))
+    best = torch.load(result["best_checkpoint"], weights_only=True)
+    last = torch.load(result["last_checkpoint"], weights_only=True)
+    assert best["epoch"] == 0
+    assert (last["epoch"], last["global_step"]) == (2, 3 * 4)
+
+
 def test_predict_streams_a_complete_csv_and_eval_reports(tmp_path):
     trained = run(config(tmp_path / "t", "trainer.max_epochs=2"))
     out = tmp_path / "preds.csv"

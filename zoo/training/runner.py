@@ -132,7 +132,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             if trainer.checkpoint_callback:
                 result["best_checkpoint"] = trainer.checkpoint_callback.best_model_path
-                result["last_checkpoint"] = str(Path(trainer.checkpoint_callback.dirpath or out) / "last.ckpt")
+                last = Path(trainer.checkpoint_callback.dirpath or out) / "last.ckpt"
+                if last.is_file():  # absent when callbacks.last_checkpoint=null
+                    result["last_checkpoint"] = str(last)
         result["metrics"] = {**(fit_metrics if mode != "eval" else {}), **_scalars(trainer.callback_metrics)}
         if not trainer.is_global_zero:
             return result
