@@ -11,7 +11,7 @@ or with `--head mlp` the PPO actor's 64-unit tanh MLP)
 trains with Adam on cross-entropy over whole trials drawn with the training
 projection stream; every `--every` updates the table reports the accuracy of
 each episode of a trial on 1024 trials of *held-out* projections (the
-generator `domains.rl.tasks.HELD_OUT_PROJECTIONS` seeds at test time), beside
+generator `domains.rl.envs.wrappers.HELD_OUT_PROJECTIONS` seeds at test time), beside
 the best in-context learner's expectation and chance (1 / cues, the
 memoryless bound). This separates "the core cannot learn to decode a new
 projection in context" from "PPO's signal is too weak at this budget".
@@ -29,10 +29,9 @@ from torch import nn
 
 from domains.rl.envs import make_env
 from domains.rl.envs.association import best_accuracy
+from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS as HELD_OUT
 from domains.rl.policy_cores import core_config
 from zoo.registry import create_model
-
-HELD_OUT = 10_007  # domains.rl.tasks.HELD_OUT_PROJECTIONS (not imported: that module pulls in Lightning)
 
 
 def trials(env, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,7 +41,6 @@ PAPER = {
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387), 720: (0.269, 0.435)},
 }
 MODELS = ("informer", "dlinear", "nlinear", "repeat_last", "seasonal_naive", "classic_ar")
-TRAINED = ("informer", "dlinear", "nlinear")
 
 
 def model_overrides(name: str, features: str, horizon: int, args: argparse.Namespace) -> list[str]:

@@ -7,8 +7,7 @@ import torch
 
 from domains.rl.envs import make_env
 from domains.rl.envs.association import best_accuracy
-
-HELD_OUT = 10_007  # domains.rl.tasks.HELD_OUT_PROJECTIONS, checked below without importing Lightning here
+from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS as HELD_OUT
 
 
 def projected(n: int, **kwargs):
@@ -61,7 +60,7 @@ def test_answer_is_revealed_in_agent_coordinates_at_feedback_steps_only():
 
 
 def test_held_out_projections_come_from_their_own_generator():
-    from domains.rl.tasks import HELD_OUT_PROJECTIONS
+    from domains.rl.tasks import HELD_OUT_PROJECTIONS  # the seed PPOTask tests with
 
     assert HELD_OUT_PROJECTIONS == HELD_OUT
     train, held_out = projected(256), projected(256, projection_seed=HELD_OUT)

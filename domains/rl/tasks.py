@@ -22,6 +22,7 @@ import torch
 
 from domains.rl.agent import ActorCriticHeads, Agent
 from domains.rl.envs import make_env
+from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS
 from domains.rl.hub import load_heads_if_present
 from domains.rl.ppo import PPOConfig, ppo_update
 from domains.rl.rollout import RolloutCollector, evaluate_policy, trial_returns
@@ -29,9 +30,6 @@ from zoo.errors import ZooError
 from zoo.training import BaseTask
 
 log = logging.getLogger(__name__)
-
-#: projection generator seed for held-out meta-RL evaluation (training draws from seed 0's stream).
-HELD_OUT_PROJECTIONS = 10_007
 
 
 class PPOTask(BaseTask):

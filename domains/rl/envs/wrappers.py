@@ -32,6 +32,9 @@ import torch.nn.functional as F
 
 from domains.rl.envs.base import State, TorchEnv
 
+#: `projection_seed` of held-out meta-RL evaluation (training draws from seed 0's stream).
+HELD_OUT_PROJECTIONS = 10_007
+
 
 class PrevAction(TorchEnv):
     def __init__(self, env: TorchEnv):
