@@ -12,6 +12,7 @@ import torch
 from benchmarks.timeseries_informer_official import convert_official_state_dict
 from tests.reference import informer_reference as reference
 from zoo import ZooError, create_model
+from zoo.layers import probsparse
 from zoo.layers.probsparse import (
     EVAL_SAMPLE_SEED,
     AttentionLayer,
@@ -63,6 +64,21 @@ def test_eval_sampling_is_reproducible_and_training_sampling_is_random():
     attention.train()
     draws = {tuple(sorted(attention.select_queries(q, k).flatten().tolist())) for _ in range(5)}
     assert len(draws) > 1
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_query_selection_in_blocks_equals_one_whole_key_sample(causal, monkeypatch):
+    torch.manual_seed(5)
+    q, k, v = (torch.randn(2, 3, 50, 4, requires_grad=True) for _ in range(3))
+    attention = ProbSparseAttention(factor=2, causal=causal).eval()
+    whole_top, whole_out = attention.select_queries(q, k), attention(q, k, v)
+    per_query = 2 * 3 * active_count(2, 50) * 4
+    monkeypatch.setattr(probsparse, "SAMPLE_BLOCK_ELEMENTS", 7 * per_query)  # 8 blocks, the last of 1 query
+    assert torch.equal(attention.select_queries(q, k), whole_top)
+    blocked_out = attention(q, k, v)
+    assert torch.equal(blocked_out, whole_out)
+    grads = torch.autograd.grad(blocked_out.square().sum(), (q, k, v))
+    assert all(torch.equal(a, b) for a, b in zip(grads, torch.autograd.grad(whole_out.square().sum(), (q, k, v))))
 
 
 def test_mix_flattens_heads_first():

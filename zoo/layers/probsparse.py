@@ -23,6 +23,8 @@ from torch import nn
 
 #: eval-mode key samples come from this seed so that a trained model forecasts reproducibly.
 EVAL_SAMPLE_SEED = 0
+#: at most this many gathered key-sample elements exist at once (64 MiB in float32).
+SAMPLE_BLOCK_ELEMENTS = 1 << 24
 
 
 def active_count(factor: int, length: int) -> int:
@@ -56,14 +58,30 @@ class ProbSparseAttention(nn.Module):
         generator = torch.Generator().manual_seed(EVAL_SAMPLE_SEED) if not self.training else None
         return torch.randint(length_k, (length_q, n_sample), generator=generator).to(device)
 
+    @torch.no_grad()
     def select_queries(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Indices `(B, H, u)` of the u queries with the largest sampled max-mean measurement."""
+        """Indices `(B, H, u)` of the u queries with the largest sampled max-mean measurement.
+
+        Only the indices leave this method, so no gradient is needed. Each query's own
+        key sample, `(B, H, L_Q, U, E)` in the official code, is gathered a block of
+        queries at a time: the result is the same to the bit, but the peak memory is
+        bounded by `SAMPLE_BLOCK_ELEMENTS` instead of growing with L log L.
+        """
         length_q, length_k = q.shape[2], k.shape[2]
         index = self.sample_keys(length_q, length_k, active_count(self.factor, length_k), q.device)
-        k_sample = k[:, :, index, :]  # (B, H, L_Q, U, E): each query's own key sample
-        qk_sample = torch.einsum("bhle,bhlue->bhlu", q, k_sample)
-        measure = qk_sample.amax(-1) - qk_sample.sum(-1) / length_k
+        per_query = q.shape[0] * q.shape[1] * index.shape[1] * q.shape[3]
+        block = max(1, SAMPLE_BLOCK_ELEMENTS // per_query)
+        measure = torch.cat([
+            self.sampled_measure(q[:, :, start : start + block], k, index[start : start + block], length_k)
+            for start in range(0, length_q, block)
+        ], dim=-1)
         return measure.topk(active_count(self.factor, length_q), dim=-1, sorted=False).indices
+
+    @staticmethod
+    def sampled_measure(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, length_k: int) -> torch.Tensor:
+        """M(q, K) estimated on each query's sampled keys `index` (L_q, U); the sum is divided by L_K."""
+        qk_sample = torch.einsum("bhle,bhlue->bhlu", q, k[:, :, index, :])
+        return qk_sample.amax(-1) - qk_sample.sum(-1) / length_k
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         length_q, dim = q.shape[2], q.shape[3]
