@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 import torch
 from statsmodels.tsa.ar_model import AutoReg
-from statsmodels.tsa.arima_process import ArmaProcess
 
+from benchmarks.timeseries_arnet import TRUE_AR, ar3_series, find_lr, fit_arnet, lag_windows, stpe
 from zoo import ZooError, create_model
 from zoo.models.arnet import ARNet, sparsity_lambda, sparsity_regularizer
-
-TRUE_AR = [0.2, 0.3, -0.5]  # the paper's sparse-experiment coefficients
-
-
-def stpe(estimate, true) -> float:
-    """Symmetric total percentage error of AR coefficients (the paper's metric)."""
-    estimate, true = np.asarray(estimate), np.asarray(true)
-    return 100.0 * np.abs(estimate - true).sum() / (np.abs(estimate).sum() + np.abs(true).sum())
 
 
 def test_features_are_the_ar_layer_over_each_causal_window():
@@ -59,13 +51,23 @@ def test_padding_content_does_not_reach_real_positions():
 
 def test_regularizer_matches_the_paper_formula():
     weights = torch.tensor([0.0, 0.001, 0.5, 1.0, -1.0])
-    expected = np.mean([2.0 / (1.0 + math.exp(-3.0 * abs(w) ** (1 / 3))) - 1.0 for w in weights.tolist()])
-    assert sparsity_regularizer(weights).item() == pytest.approx(expected, rel=1e-6)
+    formula = lambda c1, c2: np.mean([2.0 / (1.0 + math.exp(-c1 * abs(w) ** (1 / c2))) - 1.0 for w in weights.tolist()])
+    assert sparsity_regularizer(weights, 3.0, 3.0).item() == pytest.approx(formula(3.0, 3.0), rel=1e-6)  # the paper's
+    assert sparsity_regularizer(weights).item() == pytest.approx(formula(2.0, 2.0), rel=1e-6)  # the official code's
     assert sparsity_regularizer(torch.zeros(4)).item() == 0.0
     # steep near zero, flat for large weights: the point of the paper's choice
     small = sparsity_regularizer(torch.tensor([0.01])) - sparsity_regularizer(torch.tensor([0.0]))
     large = sparsity_regularizer(torch.tensor([1.01])) - sparsity_regularizer(torch.tensor([1.0]))
     assert small > 20 * large
+
+
+def test_a_weight_exactly_at_zero_gets_a_zero_gradient_not_nan():
+    weights = torch.tensor([0.0, 0.1, -0.2, 0.0], requires_grad=True)
+    sparsity_regularizer(weights).backward()
+    nonzero = weights.detach()[1:3].clone().requires_grad_()
+    (sparsity_regularizer(nonzero) * 2 / 4).backward()  # the same terms, averaged over 4
+    assert weights.grad[0] == 0 and weights.grad[3] == 0
+    torch.testing.assert_close(weights.grad[1:3], nonzero.grad)
 
 
 def test_lambda_schedule():
@@ -79,44 +81,27 @@ def test_lambda_schedule():
         sparsity_lambda(0.5, 1.5)
 
 
-def fit_arnet(series: np.ndarray, order: int, sparsity: float | None, epochs: int = 8) -> np.ndarray:
-    torch.manual_seed(0)
-    windows = torch.tensor(series, dtype=torch.float32).unfold(0, order + 1, 1)
-    x, y = windows[:, :order, None], windows[:, order:]
-    model = ARNet(ar_order=order)
-    optimizer = torch.optim.Adam(model.parameters())
-    steps = epochs * (len(x) // 32)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps)
-    for step in range(steps):
-        index = torch.randint(0, len(x), (32,))
-        loss = torch.nn.functional.mse_loss(model.forecast(x[index]), y[index])
-        loss = loss + sparsity_lambda(step / steps, sparsity) * model.regularizer()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return model.ar_coefficients()[0, :, 0].numpy()
-
-
-def ar3_series(n: int) -> np.ndarray:
-    """The paper's sparse study: AR(3) with unit-variance Gaussian noise."""
-    series = ArmaProcess.from_coeffs(TRUE_AR, []).generate_sample(n, scale=1.0, distrvs=np.random.default_rng(0).standard_normal)
-    return series - series.mean()
-
-
 def test_arnet_learns_the_least_squares_coefficients():
-    series = ar3_series(2000)
+    series = ar3_series(2000, seed=0)
     least_squares = AutoReg(series, lags=3, trend="c").fit().params[1:]
-    learned = fit_arnet(series, order=3, sparsity=None)
+    learned, _, _ = fit_arnet(series, 3, epochs=8)
     np.testing.assert_allclose(learned, least_squares, atol=0.05)
-    assert stpe(learned, TRUE_AR) < 8
+    assert stpe(learned, np.array(TRUE_AR)) < 8
 
 
 def test_sparsity_regulariser_shrinks_the_lags_beyond_the_true_order():
-    series = ar3_series(3200)
+    series = ar3_series(10_000, seed=0)
     order = 20
-    true = TRUE_AR + [0.0] * (order - 3)
-    plain = fit_arnet(series, order=order, sparsity=None, epochs=10)
-    sparse = fit_arnet(series, order=order, sparsity=3 / order, epochs=10)
+    true = np.array(TRUE_AR + [0.0] * (order - 3))
+    plain, _, _ = fit_arnet(series, order, epochs=10)
+    sparse, _, _ = fit_arnet(series, order, epochs=10, sparsity=3 / order)
     assert np.abs(sparse[3:]).sum() < 0.6 * np.abs(plain[3:]).sum()
     assert stpe(sparse, true) < 0.8 * stpe(plain, true), (stpe(sparse, true), stpe(plain, true))
+
+
+def test_the_range_test_learning_rate_falls_as_the_order_grows():
+    """More lags make a noisier gradient: the official LR range test answers with a smaller rate."""
+    series = ar3_series(20_000, seed=1)
+    rates = [find_lr(lag_windows(series, p), p, batch_size=32, seed=0) for p in (3, 30, 300)]
+    assert rates[0] > 2 * rates[1] > 4 * rates[2], rates
+    assert 1e-5 < rates[2] and rates[0] < 0.1, rates

@@ -72,8 +72,8 @@ class ForecastTask(BaseTask):
         head_pool: str = "last",
         instance_norm: bool = False,
         sparsity: float | None = None,
-        sparsity_c1: float = 3.0,
-        sparsity_c2: float = 3.0,
+        sparsity_c1: float = 2.0,
+        sparsity_c2: float = 2.0,
         noise_std: float = 1.0,
         **kwargs,
     ):

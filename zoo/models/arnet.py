@@ -9,7 +9,9 @@ layers (ReLU) trade that interpretability for capacity. The paper's sparsity
 regulariser R(theta) = mean_i 2 / (1 + exp(-c1 |theta_i|^(1/c2))) - 1 is applied to the
 first layer with weight lambda(s) = c_lambda (1/s - 1), s the expected sparsity and
 c_lambda ~ noise std / 100; lambda ramps up quadratically over training
-(`sparsity_lambda`, as in the official code's `SparsifyAR`).
+(`sparsity_lambda`, as in the official code's `SparsifyAR`). c1 = c2 = 2 by default, the
+official code's defaults: the paper's c1 = c2 = 3 has a slope near zero steep enough that
+Adam keeps the zero lags oscillating (docs/timeseries.md, AR-Net's sparse study).
 
 As a sequence backbone, `forward_features` applies the AR layer causally at every
 position (a Conv1d of width p over the zero-left-padded series), so position t
@@ -29,9 +31,17 @@ from zoo.models.base import SequenceBackbone
 from zoo.registry import register_model
 
 
-def sparsity_regularizer(weights: torch.Tensor, c1: float = 3.0, c2: float = 3.0) -> torch.Tensor:
-    """R(theta): near-L0 penalty with a steep slope at 0 that flattens for large |theta|."""
-    return (2.0 / (1.0 + torch.exp(-c1 * weights.abs().pow(1.0 / c2))) - 1.0).mean()
+def sparsity_regularizer(weights: torch.Tensor, c1: float = 2.0, c2: float = 2.0) -> torch.Tensor:
+    """R(theta): near-L0 penalty with a steep slope at 0 that flattens for large |theta|.
+
+    |theta|^(1/c2) has an infinite slope at 0, so a weight that lands exactly on 0 would
+    get a NaN gradient (inf x sign(0)) and spread it through the optimiser; there the
+    gradient is 0, a subgradient that keeps the weight at the penalty's minimum.
+    """
+    magnitude = weights.abs()
+    nonzero = magnitude > 0
+    root = torch.where(nonzero, torch.where(nonzero, magnitude, 1.0).pow(1.0 / c2), 0.0)
+    return (2.0 / (1.0 + torch.exp(-c1 * root)) - 1.0).mean()
 
 
 def sparsity_lambda(progress: float, sparsity: float | None, noise_std: float = 1.0, strength: float = 0.01, start: float = 0.0, full: float = 0.5) -> float:
@@ -117,7 +127,7 @@ class ARNet(SequenceBackbone):
         """First-layer weights as `(n_out, p, in_features)` with lag 1 (the newest value) first."""
         return self.ar.weight.detach().view(-1, self.ar_order, self.in_features).flip(1)
 
-    def regularizer(self, c1: float = 3.0, c2: float = 3.0) -> torch.Tensor:
+    def regularizer(self, c1: float = 2.0, c2: float = 2.0) -> torch.Tensor:
         return sparsity_regularizer(self.ar.weight, c1, c2)
 
 
