@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._harness import machine_description, pin_threads
 from benchmarks.timeseries_ett import WINDOWS
 
 #: cell name ("M24", "S720") -> (channels, seq_len, label_len, horizon, ProbSparse factor)
@@ -76,7 +76,7 @@ def step_seconds(cell: str, steps: int) -> dict:
     done = os.times()
     return {
         "s": (time.perf_counter() - wall) / steps, "user": (done.user - cpu.user) / steps,
-        "sys": (done.system - cpu.system) / steps, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sys": (done.system - cpu.system) / steps,
     }
 
 
@@ -102,12 +102,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--one", choices=list(CELLS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     if args.one:
         print(json.dumps(step_seconds(args.one, args.steps)))
         return
-    from benchmarks._harness import machine_description
-
     print(f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of {args.steps} after a warm-up\n")
     print("| cell (seq_len + decoder) | " + " | ".join(f"{a} s/step (user + sys s)" for a in LIBRARIES) + " | glibc / tcmalloc |")
     print("|---|" + "---|" * (len(LIBRARIES) + 1))
