@@ -12,9 +12,12 @@ need no training. MSE/MAE are on the standardised test windows (every window: no
 dropped), as the paper reports them.
 
 Each run writes `<out>/<features>_<horizon>_<model>/` (metrics.json, logs/metrics.csv);
-a finished run is skipped when the command is repeated, and `<out>/table.md` is
-re-rendered after every run from all run folders in `<out>` and in `--also` folders, so
-several invocations (e.g. Informer alone, then the cheap models) make one table.
+a finished run is skipped when the command is repeated, an interrupted one resumes from its
+`checkpoints/last.ckpt` (optimizer, learning-rate schedule and early stopping restored; its
+log keeps the epochs before the checkpoint), and `<out>/table.md` is re-rendered after every
+run from all run folders in `<out>` and in `--also` folders, so several invocations (e.g.
+Informer alone, then the cheap models) make one table. A resumed run is not bit-identical to
+one run straight through: the shuffle order of the epochs after the checkpoint differs.
 
     python -m benchmarks.timeseries_ett --data /path/ETTh1.csv [--features M S] [--horizons 24 48] [--models informer dlinear] [--override trainer=gpu]
     python -m benchmarks.timeseries_ett --render --out runs_a --also runs_b     # the table only
@@ -25,10 +28,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+
+from zoo.io import atomic_path
 
 #: official scripts/ETTh1.sh: horizon -> (seq_len, label_len, factor)
 WINDOWS = {
@@ -71,6 +77,39 @@ def run_one(data: str, features: str, horizon: int, model: list[str], folder: Pa
     with initialize_config_module(config_module="domains.timeseries.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     return run(cfg)
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def write_log(path: Path, rows: list[dict[str, str]]) -> None:
+    columns = sorted(set().union(*rows)) if rows else []
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_cell(data: str, features: str, horizon: int, model: list[str], folder: Path) -> dict:
+    """`run_one`, resumed from `checkpoints/last.ckpt` when an earlier run of this cell was stopped.
+
+    Lightning's CSV logger deletes the metrics.csv it finds, so the rows logged before the
+    checkpoint are set aside first (those of the epoch cut short are dropped) and put back after.
+    """
+    last, log = folder / "checkpoints" / "last.ckpt", folder / "logs" / "metrics.csv"
+    kept = log.with_name("metrics.before_resume.csv")
+    if not last.is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # stopped in its first epoch: nothing to keep
+        return run_one(data, features, horizon, model, folder)
+    state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+    print(f"{folder.name}: resuming after epoch {state['epoch'] + 1} from {last}", flush=True)
+    # the checkpoint's global_step counts the batches before it; rows logged at a later step are lost work
+    write_log(kept, [row for row in read_log(kept) + read_log(log) if int(row["step"]) < state["global_step"]])
+    result = run_one(data, features, horizon, [*model, f"ckpt_path={last}"], folder)
+    write_log(log, read_log(kept) + read_log(log))
+    kept.unlink()
+    return result
 
 
 def epochs_run(folder: Path) -> str:
@@ -149,7 +188,7 @@ def main() -> None:
                 folder = out / f"{features}_{horizon}_{name}"
                 if (folder / "metrics.json").is_file():
                     continue  # finished earlier: keep it
-                run_one(args.data, features, horizon, [*model_overrides(name, features, horizon, args), *args.override], folder)
+                run_cell(args.data, features, horizon, [*model_overrides(name, features, horizon, args), *args.override], folder)
                 table.write_text(header + render(collect(folders)))  # after every run, so a long grid's rows survive
     table.write_text(header + render(collect(folders)))
     print(table.read_text())
