@@ -10,7 +10,9 @@ channels for M cells and 1 for S cells) at the paper's window lengths (the offic
 scripts' windows, `benchmarks.timeseries_ett.WINDOWS`), one training step being
 forward, MSE, backward and Adam. Each (allocator, cell) runs in its own process started
 with `LD_PRELOAD` (glibc: nothing preloaded), one warm-up step, then the mean of
-`--steps` steps: wall seconds, and user and system CPU seconds per step.
+`--steps` steps: wall seconds, user and system CPU seconds per step, and the process's
+peak resident size (`ru_maxrss`, torch and the model included), to see whether keeping
+freed blocks for reuse raises the peak.
 
     python -m benchmarks.cpu_allocator [--threads 2] [--steps 2] [--cells M24 M336 M720 S24 S720]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -76,7 +79,7 @@ def step_seconds(cell: str, steps: int) -> dict:
     done = os.times()
     return {
         "s": (time.perf_counter() - wall) / steps, "user": (done.user - cpu.user) / steps,
-        "sys": (done.system - cpu.system) / steps,
+        "sys": (done.system - cpu.system) / steps, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
@@ -107,12 +110,12 @@ def main() -> None:
         print(json.dumps(step_seconds(args.one, args.steps)))
         return
     print(f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of {args.steps} after a warm-up\n")
-    print("| cell (seq_len + decoder) | " + " | ".join(f"{a} s/step (user + sys s)" for a in LIBRARIES) + " | glibc / tcmalloc |")
+    print("| cell (seq_len + decoder) | " + " | ".join(f"{a} s/step (user + sys s), peak GB" for a in LIBRARIES) + " | glibc / tcmalloc |")
     print("|---|" + "---|" * (len(LIBRARIES) + 1))
     for cell in args.cells:
         _, seq_len, label_len, horizon, _ = CELLS[cell]
         found = {a: run_case(a, cell, args.threads, args.steps) for a in LIBRARIES}
-        text = {a: r if isinstance(r, str) else f"{r['s']:.1f} ({r['user']:.1f} + {r['sys']:.1f})" for a, r in found.items()}
+        text = {a: r if isinstance(r, str) else f"{r['s']:.1f} ({r['user']:.1f} + {r['sys']:.1f}), {r['peak_gb']:.1f}" for a, r in found.items()}
         both = [found[a] for a in ("glibc", "tcmalloc")]
         speedup = f"{both[0]['s'] / both[1]['s']:.1f}x" if all(isinstance(r, dict) for r in both) else "-"
         print(f"| {cell} ({seq_len} + {label_len + horizon}) | " + " | ".join(text.values()) + f" | {speedup} |", flush=True)
