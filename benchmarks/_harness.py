@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import queue
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -79,6 +80,11 @@ def time_calls(fn: Callable[[], object], repeats: int, budget_s: float | None = 
 def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":"))
+
+
+def process_peak_rss_bytes() -> int:
+    """This process's peak resident size since it started (Linux reports `ru_maxrss` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def peak_rss_mb(fn: Callable[[], Any]) -> tuple[Any, float]:

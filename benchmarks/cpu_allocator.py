@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._harness import machine_description, pin_threads
+from benchmarks._harness import machine_description, pin_threads, process_peak_rss_bytes
 from benchmarks.timeseries_ett import WINDOWS
 
 #: cell name ("M24", "S720") -> (channels, seq_len, label_len, horizon, ProbSparse factor)
@@ -79,7 +78,7 @@ def step_seconds(cell: str, steps: int) -> dict:
     done = os.times()
     return {
         "s": (time.perf_counter() - wall) / steps, "user": (done.user - cpu.user) / steps,
-        "sys": (done.system - cpu.system) / steps, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "sys": (done.system - cpu.system) / steps, "peak_gb": process_peak_rss_bytes() / 2**30,
     }
 
 

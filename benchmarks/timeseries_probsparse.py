@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import time
 import torch
 from torch import nn
 
+from benchmarks._harness import process_peak_rss_bytes
 from zoo.layers.probsparse import (
     AttentionLayer,
     FullAttention,
@@ -63,7 +63,7 @@ def measure(method: str, length: int, device: str) -> dict:
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         else:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            before = process_peak_rss_bytes()
         layer(x, x, x)  # warm-up
         for _ in range(3):
             start = time.perf_counter()
@@ -71,7 +71,7 @@ def measure(method: str, length: int, device: str) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else process_peak_rss_bytes()
     return {"method": method, "L": length, "ms": 1000 * sorted(times)[1], "peak_mb": max(peak - before, 0) / 2**20}
 
 
