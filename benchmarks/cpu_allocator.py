@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -53,8 +54,8 @@ def find_library(names: list[str]) -> str | None:
     return next((str(Path(d) / n) for n in names for d in LIBRARY_DIRS if (Path(d) / n).is_file()), None)
 
 
-def step_seconds(cell: str, steps: int) -> dict:
-    """Inside the child: time `steps` Informer training steps after one warm-up step."""
+def informer_training_step(cell: str) -> Callable[[], None]:
+    """One training step (forward, MSE, backward, Adam) of `informer_base` at `cell`'s windows, batch 32."""
     from zoo.registry import create_model
 
     channels, seq_len, label_len, horizon, factor = CELLS[cell]
@@ -71,6 +72,12 @@ def step_seconds(cell: str, steps: int) -> dict:
         torch.nn.functional.mse_loss(model.forecast(x, x_mark, dec, dec_mark), target).backward()
         optimizer.step()
 
+    return step
+
+
+def step_seconds(cell: str, steps: int) -> dict:
+    """Inside the child: time `steps` Informer training steps after one warm-up step."""
+    step = informer_training_step(cell)
     step()
     wall, cpu = time.perf_counter(), os.times()
     for _ in range(steps):

@@ -119,3 +119,20 @@ def test_zoo_bench_layers_writes_all_suites_between_the_markers(tmp_path, monkey
                                            "benchmarks.layers_xlstm"]
     assert all(args[0] is True for _, args in calls)  # --quick reached every suite
     assert "### s5 table" in text and "python -m benchmarks.layers --quick" in text
+
+
+def test_informer_profile_groups_operators_and_counts_matrix_flops():
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.informer_cpu_profile import group_times
+
+    a, b, x = torch.randn(256, 256), torch.randn(256, 256), torch.ones(1000)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(4):
+            a @ b
+        torch.nn.functional.dropout(x, 0.05, training=True)
+    shares, total_s, flops = group_times(prof.key_averages())
+    assert flops == 4 * 2 * 256**3
+    assert shares["matrix products"] > 0 and shares["dropout masks"] > 0
+    assert shares["gathers and scatters"] == shares["convolutions"] == 0
+    assert 0 < sum(shares.values()) <= 1 + 1e-9 and total_s > 0
