@@ -54,8 +54,12 @@ def find_library(names: list[str]) -> str | None:
     return next((str(Path(d) / n) for n in names for d in LIBRARY_DIRS if (Path(d) / n).is_file()), None)
 
 
-def informer_training_step(cell: str) -> Callable[[], None]:
-    """One training step (forward, MSE, backward, Adam) of `informer_base` at `cell`'s windows, batch 32."""
+def informer_training_step(cell: str, full_decoder: bool = False) -> Callable[[], None]:
+    """One training step (forward, MSE, backward, Adam) of `informer_base` at `cell`'s windows, batch 32.
+
+    full_decoder: the official order, every decoder step through the last layer and then
+    the last `pred_len` kept, instead of `Informer.forecast`'s trimmed last layer.
+    """
     from zoo.registry import create_model
 
     channels, seq_len, label_len, horizon, factor = CELLS[cell]
@@ -67,9 +71,14 @@ def informer_training_step(cell: str) -> Callable[[], None]:
     dec, dec_mark = torch.randn(batch, decoder, channels), torch.rand(batch, decoder, 4) - 0.5
     target = torch.randn(batch, horizon, channels)
 
+    def forecast() -> torch.Tensor:
+        if full_decoder:
+            return model.forward_head(model.decode(dec, dec_mark, model.encode(x, x_mark)))[:, -horizon:]
+        return model.forecast(x, x_mark, dec, dec_mark)
+
     def step() -> None:
         optimizer.zero_grad()
-        torch.nn.functional.mse_loss(model.forecast(x, x_mark, dec, dec_mark), target).backward()
+        torch.nn.functional.mse_loss(forecast(), target).backward()
         optimizer.step()
 
     return step

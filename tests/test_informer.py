@@ -112,6 +112,35 @@ def test_informer_with_all_queries_active_equals_full_attention_informer():
     torch.testing.assert_close(prob.forward_features(x), full.forward_features(x))
 
 
+@pytest.mark.parametrize("d_layers", [1, 2])
+def test_forecast_runs_the_last_decoder_layer_on_the_forecast_steps_only(d_layers):
+    """Same forecast and gradients as decoding every step and slicing (the official order),
+    with the last layer's cross-attention fed `pred_len` queries and earlier layers all of them."""
+    model = create_model("test_informer", in_features=3, num_classes=3, label_len=24, pred_len=12, d_layers=d_layers).double()
+    x, x_mark = torch.randn(2, 48, 3, dtype=torch.float64), calendar_marks(2, 48, 4)  # test_informer embeds `fixed`
+    dec, dec_mark = torch.randn(2, 36, 3, dtype=torch.float64), calendar_marks(2, 36, 4)
+    query_lengths = []
+    for layer in model.decoder_layers:
+        layer.cross_attention.register_forward_hook(lambda module, args, out: query_lengths.append(args[0].shape[1]))
+
+    def loss_and_grads(forecast):
+        torch.manual_seed(3)  # the same ProbSparse key samples in training mode
+        out = forecast()
+        model.zero_grad()
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    for mode in (model.train, model.eval):
+        mode()
+        full = loss_and_grads(lambda: model.forward_head(model.decode(dec, dec_mark, model.encode(x, x_mark)))[:, -12:])
+        query_lengths.clear()
+        trimmed = loss_and_grads(lambda: model.forecast(x, x_mark, dec, dec_mark))
+        assert query_lengths == [36] * (d_layers - 1) + [12]
+        torch.testing.assert_close(trimmed[0], full[0], rtol=1e-12, atol=1e-12)
+        for got, expected in zip(trimmed[1], full[1]):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_sparse_informer_differs_from_full_attention_on_long_inputs():
     kw = dict(in_features=1, label_len=48, pred_len=48, factor=1, d_model=16, n_heads=2, d_ff=32, embed="fixed")
     prob, full = informer_pair(**kw)
