@@ -33,7 +33,8 @@ def grads(method, a, b, h0, reset, fn=linear_scan):
     a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
     h0 = None if h0 is None else h0.clone().requires_grad_()
     h = fn(a, b, reset, h0, method) if fn is linear_scan else fn(a, b, reset, h0)
-    out_grad = torch.randn(h.shape, generator=torch.Generator().manual_seed(7), dtype=h.dtype)
+    # drawn on the CPU, then moved: the same output gradient whatever device the scan ran on
+    out_grad = torch.randn(h.shape, generator=torch.Generator().manual_seed(7), dtype=h.dtype).to(h.device)
     inputs = [x for x in (a, b, h0) if x is not None]
     return h, torch.autograd.grad(h, inputs, out_grad)
 
