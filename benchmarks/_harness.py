@@ -26,8 +26,9 @@ import queue
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -60,8 +61,13 @@ def _timed(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[float, f
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_calls(fn: Callable[[], object], repeats: int, budget_s: float | None = None, cap_s: float | None = None,
-               sync: Callable[[], None] = lambda: None) -> Row:
+def time_calls(
+    fn: Callable[[], object],
+    repeats: int,
+    budget_s: float | None = None,
+    cap_s: float | None = None,
+    sync: Callable[[], None] = lambda: None,
+) -> Row:
     """Median wall and CPU ms of `repeats` calls of `fn` after a warm-up call (whose time is `first_ms`).
 
     budget_s: fewer repeats (at least one) where the warm-up shows that they would not fit.
@@ -73,8 +79,12 @@ def time_calls(fn: Callable[[], object], repeats: int, budget_s: float | None = 
     if budget_s is not None:
         repeats = max(1, min(repeats, int((budget_s - first) / max(first, 1e-6))))
     wall, cpu = zip(*(_timed(fn, sync) for _ in range(repeats)))
-    return {"ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu), "first_ms": 1e3 * first,
-            "repeats": repeats}
+    return {
+        "ms": 1e3 * statistics.median(wall),
+        "cpu_ms": 1e3 * statistics.median(cpu),
+        "first_ms": 1e3 * first,
+        "repeats": repeats,
+    }
 
 
 def _status_bytes(field: str) -> int:
@@ -234,8 +244,10 @@ def cpu_model() -> str:
 def machine_description(threads: int | None) -> str:
     """CPU model, cores, torch version, threads per case and the load average now (one line)."""
     gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no GPU"
-    return (f"{cpu_model()}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}; "
-            f"{threads or torch.get_num_threads()} torch thread(s) per case; load average {os.getloadavg()[0]:.1f} at start")
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}; "
+        f"{threads or torch.get_num_threads()} torch thread(s) per case; load average {os.getloadavg()[0]:.1f} at start"
+    )
 
 
 def replace_between_markers(text: str, body: str, start: str = RESULTS_START, end: str = RESULTS_END) -> str:
@@ -244,9 +256,11 @@ def replace_between_markers(text: str, body: str, start: str = RESULTS_START, en
     if i < 0 and j < 0:
         return f"{text.rstrip()}\n\n{start}\n{body.strip()}\n{end}\n".lstrip()
     if i < 0 or j < i:
-        raise ZooError(f"results markers out of order or one missing: need {start!r} before {end!r}; "
-                       "restore the pair or delete both")
-    return f"{text[:i + len(start)]}\n{body.strip()}\n{text[j:]}"
+        raise ZooError(
+            f"results markers out of order or one missing: need {start!r} before {end!r}; "
+            "restore the pair or delete both"
+        )
+    return f"{text[: i + len(start)]}\n{body.strip()}\n{text[j:]}"
 
 
 def write_between_markers(path: str | Path, body: str) -> None:

@@ -50,8 +50,15 @@ def zoo(args: list[str], runs: Path, run_id: str) -> dict:
     done = runs / "chem" / args[0] / run_id / "metrics.json"
     print("$ zoo chem " + " ".join(args), flush=True)
     if not done.is_file():
-        env = {**os.environ, "ZOO_RUNS_DIR": str(runs), "ZOO_RUN_ID": run_id, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        subprocess.run([sys.executable, "-m", "cli.main", "chem", *args, *QUIET], env=env, check=True, stdout=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "ZOO_RUNS_DIR": str(runs),
+            "ZOO_RUN_ID": run_id,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "cli.main", "chem", *args, *QUIET], env=env, check=True, stdout=subprocess.DEVNULL
+        )
     return json.loads(done.read_text())
 
 
@@ -68,13 +75,13 @@ def reference_rmse(seed: int) -> dict[str, float]:
     dm = PropertyDataModule(seed=seed)
     y = [np.array([m.targets["pIC50"] for m in part]) for part in dm.splits]
     x = [fingerprint_matrix([m.smiles for m in part]).numpy().astype(np.float64) for part in dm.splits]
-    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
+    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))
     mean = y[0].mean()
 
     def ridge(alpha: float) -> np.ndarray:
         return np.linalg.solve(x[0].T @ x[0] + alpha * np.eye(x[0].shape[1]), x[0].T @ (y[0] - mean))
 
-    best = min((10.0 ** k for k in range(-1, 4)), key=lambda a: rmse(x[1] @ ridge(a) + mean, y[1]))
+    best = min((10.0**k for k in range(-1, 4)), key=lambda a: rmse(x[1] @ ridge(a) + mean, y[1]))
     return {"mean": rmse(np.full_like(y[2], mean), y[2]), "ridge": rmse(x[2] @ ridge(best) + mean, y[2]), "alpha": best}
 
 
@@ -102,14 +109,18 @@ def steering(ckpt: str, seed: int, limit: int | None, prompts: int = 20, per_pro
     scores: dict[str, list[float]] = {}
     for k, anchor in enumerate(anchors):
         prompt = [test[anchor], *(test[j] for j in neighbours[anchor])]
-        drawn = sample(model, tokenizer, per_prompt, batch_size=per_prompt, seed=seed + 1 + k, prompt=prompt, max_tokens=100)
+        drawn = sample(
+            model, tokenizer, per_prompt, batch_size=per_prompt, seed=seed + 1 + k, prompt=prompt, max_tokens=100
+        )
         for name, samples in (("prompted", drawn), ("unprompted", free[k * per_prompt : (k + 1) * per_prompt])):
             texts = [s.text if s.finished else "" for s in samples]
             metrics = generation_metrics(texts, training=dm.train_smiles, prompt=prompt)
             valid = [c for c in map(canonical_or_none, texts) if c]
             for key in ("validity", "prompt_similarity", "novelty"):
                 scores.setdefault(f"{name}_{key}", []).append(metrics.get(key, float("nan")))
-            scores.setdefault(f"{name}_copies", []).append(sum(c in prompt for c in valid) / len(valid) if valid else float("nan"))
+            scores.setdefault(f"{name}_copies", []).append(
+                sum(c in prompt for c in valid) / len(valid) if valid else float("nan")
+            )
     return {key: float(np.nanmean(values)) for key, values in scores.items()}
 
 
@@ -122,8 +133,10 @@ def family_similarity(seed: int, limit: int | None, prompts: int = 20) -> float:
     test = SmilesDataModule(max_tokens=MAX_TOKENS, limit=limit, seed=seed).test_smiles
     neighbours = nearest_neighbours(test, 5)
     anchors = np.random.default_rng(seed).choice(len(test), min(prompts, len(test)), replace=False)  # as in steering
-    scores = [max_similarity([to_mol(test[j]) for j in neighbours[a][2:]], [to_mol(test[j]) for j in [a, *neighbours[a][:2]]])
-              for a in anchors]
+    scores = [
+        max_similarity([to_mol(test[j]) for j in neighbours[a][2:]], [to_mol(test[j]) for j in [a, *neighbours[a][:2]]])
+        for a in anchors
+    ]
     return float(np.mean(scores))
 
 
@@ -141,28 +154,66 @@ def main() -> None:
     args = parser.parse_args()
     runs = Path(args.runs).resolve()
     data = [f"data.max_tokens={MAX_TOKENS}", f"seed={args.seed}"] + ([f"data.limit={args.limit}"] if args.limit else [])
-    prop = [f"seed={args.seed}", f"trainer.max_epochs={args.property_epochs}"] + ([f"data.limit={args.limit}"] if args.limit else [])
+    prop = [f"seed={args.seed}", f"trainer.max_epochs={args.property_epochs}"] + (
+        [f"data.limit={args.limit}"] if args.limit else []
+    )
     rows: dict[str, dict] = {model: {} for model in args.models}
-    save = lambda **extra: (runs / "table.json").write_text(json.dumps({"args": vars(args), "rows": rows, **extra}, indent=2) + "\n")  # noqa: E731
+    save = lambda **extra: (runs / "table.json").write_text(
+        json.dumps({"args": vars(args), "rows": rows, **extra}, indent=2) + "\n"
+    )
     # Generation, then in-context, then property, every model at each stage (see the docstring).
     for model, row in rows.items():
-        lm = zoo(["train", f"model={model}", *data, f"trainer.max_epochs={args.lm_epochs}", "task.eval_samples=0"], runs, f"{model}_lm")
-        row["lm"], row["ckpt"], row["parameters"] = lm["metrics"], lm["best_checkpoint"], parameters(lm["best_checkpoint"])
-        row["sample"] = zoo(["sample", f"model={model}", f"ckpt_path={row['ckpt']}", *data, f"data.num_samples={args.samples}",
-                             "data.sample_batch_size=128", "fcd=true"], runs, f"{model}_sample")["metrics"]
+        lm = zoo(
+            ["train", f"model={model}", *data, f"trainer.max_epochs={args.lm_epochs}", "task.eval_samples=0"],
+            runs,
+            f"{model}_lm",
+        )
+        row["lm"], row["ckpt"], row["parameters"] = (
+            lm["metrics"],
+            lm["best_checkpoint"],
+            parameters(lm["best_checkpoint"]),
+        )
+        row["sample"] = zoo(
+            [
+                "sample",
+                f"model={model}",
+                f"ckpt_path={row['ckpt']}",
+                *data,
+                f"data.num_samples={args.samples}",
+                "data.sample_batch_size=128",
+                "fcd=true",
+            ],
+            runs,
+            f"{model}_sample",
+        )["metrics"]
         save()
     for model, row in rows.items():
-        icl = zoo(["train", "experiment=incontext", f"model={model}", f"weights={row['ckpt']}", *data,
-                   f"data.context_size={args.context_size}", f"trainer.max_epochs={args.incontext_epochs}", "task.eval_samples=0"],
-                  runs, f"{model}_incontext")
+        icl = zoo(
+            [
+                "train",
+                "experiment=incontext",
+                f"model={model}",
+                f"weights={row['ckpt']}",
+                *data,
+                f"data.context_size={args.context_size}",
+                f"trainer.max_epochs={args.incontext_epochs}",
+                "task.eval_samples=0",
+            ],
+            runs,
+            f"{model}_incontext",
+        )
         cached = Path(icl["output_dir"]) / "steering.json"
         if not cached.is_file():
             cached.write_text(json.dumps(steering(icl["best_checkpoint"], args.seed, args.limit), indent=2) + "\n")
         row["incontext"] = {"test/loss": icl["metrics"]["test/loss"], **json.loads(cached.read_text())}
         save()
     for model, row in rows.items():
-        row["scratch"] = zoo(["train", "experiment=property", f"model={model}", *prop], runs, f"{model}_property")["metrics"]
-        row["finetune"] = zoo(["finetune", f"model={model}", f"weights={row['ckpt']}", *prop], runs, f"{model}_finetune")["metrics"]
+        row["scratch"] = zoo(["train", "experiment=property", f"model={model}", *prop], runs, f"{model}_property")[
+            "metrics"
+        ]
+        row["finetune"] = zoo(
+            ["finetune", f"model={model}", f"weights={row['ckpt']}", *prop], runs, f"{model}_finetune"
+        )["metrics"]
         save()
     reference = {**reference_rmse(args.seed), "family_similarity": family_similarity(args.seed, args.limit)}
     save(reference=reference)
@@ -174,20 +225,40 @@ def print_tables(rows: dict[str, dict], reference: dict[str, float]) -> None:
         value = row.get(part, {}).get(key)
         return "-" if value is None else f"{value:.{digits}f}"
 
-    print("\n| model | parameters | validity | uniqueness | novelty | IntDiv1 | FCD | test loss (nats/token) | pIC50 RMSE scratch | pIC50 RMSE fine-tuned |")
+    print(
+        "\n| model | parameters | validity | uniqueness | novelty | IntDiv1 | FCD | test loss (nats/token) | pIC50 RMSE scratch | pIC50 RMSE fine-tuned |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for model, row in rows.items():
-        generation = " | ".join(cell(row, "sample", key) for key in ("validity", "uniqueness", "novelty", "internal_diversity"))
-        print(f"| {model} | {row['parameters'] / 1e6:.2f}M | {generation} | {cell(row, 'sample', 'fcd', 2)} | {cell(row, 'lm', 'test/loss')} | "
-              f"{cell(row, 'scratch', 'test/rmse')} | {cell(row, 'finetune', 'test/rmse')} |")
-    print("\n| model | in-context test loss | similarity to prompt, prompted | unprompted | copies of a prompt molecule | validity prompted | unprompted |")
+        generation = " | ".join(
+            cell(row, "sample", key) for key in ("validity", "uniqueness", "novelty", "internal_diversity")
+        )
+        print(
+            f"| {model} | {row['parameters'] / 1e6:.2f}M | {generation} | {cell(row, 'sample', 'fcd', 2)} | {cell(row, 'lm', 'test/loss')} | "
+            f"{cell(row, 'scratch', 'test/rmse')} | {cell(row, 'finetune', 'test/rmse')} |"
+        )
+    print(
+        "\n| model | in-context test loss | similarity to prompt, prompted | unprompted | copies of a prompt molecule | validity prompted | unprompted |"
+    )
     print("|---|---|---|---|---|---|---|")
     for model, row in rows.items():
-        keys = ("test/loss", "prompted_prompt_similarity", "unprompted_prompt_similarity", "prompted_copies", "prompted_validity", "unprompted_validity")
+        keys = (
+            "test/loss",
+            "prompted_prompt_similarity",
+            "unprompted_prompt_similarity",
+            "prompted_copies",
+            "prompted_validity",
+            "unprompted_validity",
+        )
         print(f"| {model} | " + " | ".join(cell(row, "incontext", key) for key in keys) + " |")
-    print(f"\nSimilarity to the prompt of real relatives (the anchor's next three test neighbours): {reference['family_similarity']:.3f}")
-    print(f"pIC50 test RMSE, same scaffold split: training mean {reference['mean']:.3f}; "
-          f"Morgan-fingerprint ridge (alpha={reference['alpha']:g}) {reference['ridge']:.3f}")
+    print(
+        f"\nSimilarity to the prompt of real relatives (the anchor's next three test neighbours): {reference['family_similarity']:.3f}"
+    )
+    print(
+        f"pIC50 test RMSE, same scaffold split: training mean {reference['mean']:.3f}; "
+        f"Morgan-fingerprint ridge (alpha={reference['alpha']:g}) {reference['ridge']:.3f}"
+    )
+
 
 if __name__ == "__main__":
     main()

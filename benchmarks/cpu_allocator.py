@@ -28,8 +28,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -64,7 +64,15 @@ def informer_training_step(cell: str, full_decoder: bool = False) -> Callable[[]
 
     channels, seq_len, label_len, horizon, factor = CELLS[cell]
     torch.manual_seed(0)
-    model = create_model("informer_base", in_features=channels, num_classes=channels, label_len=label_len, pred_len=horizon, freq="h", factor=factor)
+    model = create_model(
+        "informer_base",
+        in_features=channels,
+        num_classes=channels,
+        label_len=label_len,
+        pred_len=horizon,
+        freq="h",
+        factor=factor,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch, decoder = 32, label_len + horizon
     x, x_mark = torch.randn(batch, seq_len, channels), torch.rand(batch, seq_len, 4) - 0.5
@@ -93,8 +101,10 @@ def step_seconds(cell: str, steps: int) -> dict:
         step()
     done = os.times()
     return {
-        "s": (time.perf_counter() - wall) / steps, "user": (done.user - cpu.user) / steps,
-        "sys": (done.system - cpu.system) / steps, "peak_gb": process_peak_rss_bytes() / 2**30,
+        "s": (time.perf_counter() - wall) / steps,
+        "user": (done.user - cpu.user) / steps,
+        "sys": (done.system - cpu.system) / steps,
+        "peak_gb": process_peak_rss_bytes() / 2**30,
     }
 
 
@@ -106,7 +116,17 @@ def run_case(allocator: str, cell: str, threads: int, steps: int) -> dict | str:
         if library is None:
             return "not installed"
         env["LD_PRELOAD"] = library
-    cmd = [sys.executable, "-m", "benchmarks.cpu_allocator", "--one", cell, "--threads", str(threads), "--steps", str(steps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.cpu_allocator",
+        "--one",
+        cell,
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]
@@ -124,16 +144,28 @@ def main() -> None:
     if args.one:
         print(json.dumps(step_seconds(args.one, args.steps)))
         return
-    print(f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of {args.steps} after a warm-up\n")
-    print("| cell (seq_len + decoder) | " + " | ".join(f"{a} s/step (user + sys s), peak GB" for a in LIBRARIES) + " | glibc / tcmalloc |")
+    print(
+        f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of {args.steps} after a warm-up\n"
+    )
+    print(
+        "| cell (seq_len + decoder) | "
+        + " | ".join(f"{a} s/step (user + sys s), peak GB" for a in LIBRARIES)
+        + " | glibc / tcmalloc |"
+    )
     print("|---|" + "---|" * (len(LIBRARIES) + 1))
     for cell in args.cells:
         _, seq_len, label_len, horizon, _ = CELLS[cell]
         found = {a: run_case(a, cell, args.threads, args.steps) for a in LIBRARIES}
-        text = {a: r if isinstance(r, str) else f"{r['s']:.1f} ({r['user']:.1f} + {r['sys']:.1f}), {r['peak_gb']:.1f}" for a, r in found.items()}
+        text = {
+            a: r if isinstance(r, str) else f"{r['s']:.1f} ({r['user']:.1f} + {r['sys']:.1f}), {r['peak_gb']:.1f}"
+            for a, r in found.items()
+        }
         both = [found[a] for a in ("glibc", "tcmalloc")]
         speedup = f"{both[0]['s'] / both[1]['s']:.1f}x" if all(isinstance(r, dict) for r in both) else "-"
-        print(f"| {cell} ({seq_len} + {label_len + horizon}) | " + " | ".join(text.values()) + f" | {speedup} |", flush=True)
+        print(
+            f"| {cell} ({seq_len} + {label_len + horizon}) | " + " | ".join(text.values()) + f" | {speedup} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,12 @@ def train_case(family: str, length: int, device: str, threads: int | None, cap_s
 
     row = harness.measure(step, repeats=3, device=device, budget_s=3 * cap_s, cap_s=cap_s)
     tokens = batch * (length - 1)
-    return {**row, "batch": batch, "tokens_per_s": tokens / (row["ms"] / 1e3), "tokens_per_cpu_s": tokens / (row["cpu_ms"] / 1e3)}
+    return {
+        **row,
+        "batch": batch,
+        "tokens_per_s": tokens / (row["ms"] / 1e3),
+        "tokens_per_cpu_s": tokens / (row["cpu_ms"] / 1e3),
+    }
 
 
 @torch.no_grad()
@@ -93,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1k and 8k only, no 1 Mb pass")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--cap", type=float, default=300.0, help="seconds a first step may take before a case is skipped")
+    parser.add_argument(
+        "--cap", type=float, default=300.0, help="seconds a first step may take before a case is skipped"
+    )
     parser.add_argument("--mem-cap", type=float, default=12.0, help="GB of resident memory before a case is killed")
     parser.add_argument("--write", help="put the tables between the results markers of this Markdown file")
     args = parser.parse_args(argv)
@@ -107,23 +114,47 @@ def main(argv: list[str] | None = None) -> None:
         hyena = harness.run_isolated(train_case, "hyenadna", length, args.device, args.threads, args.cap, **caps)
         attention = transformer.run(train_case, "transformer", length, args.device, args.threads, args.cap, **caps)
         for family, row in (("HyenaDNA", hyena), ("Transformer", attention)):
-            training.append({"model": family, "length": length, "batch": row.get("batch"),
-                             "step ms": harness.value_or_reason(row, "ms"), "cpu ms": row.get("cpu_ms"),
-                             "tokens/s": row.get("tokens_per_s"), "tokens/cpu-s": row.get("tokens_per_cpu_s"),
-                             "peak MB": row.get("peak_mb")})
+            training.append(
+                {
+                    "model": family,
+                    "length": length,
+                    "batch": row.get("batch"),
+                    "step ms": harness.value_or_reason(row, "ms"),
+                    "cpu ms": row.get("cpu_ms"),
+                    "tokens/s": row.get("tokens_per_s"),
+                    "tokens/cpu-s": row.get("tokens_per_cpu_s"),
+                    "peak MB": row.get("peak_mb"),
+                }
+            )
         speedup = harness.ratio(attention, hyena, "cpu_ms" if args.device == "cpu" else "ms")
-        training.append({"model": "HyenaDNA speed-up", "length": length, "step ms": f"{speedup:.1f}x" if speedup else "n/a"})
+        training.append(
+            {"model": "HyenaDNA speed-up", "length": length, "step ms": f"{speedup:.1f}x" if speedup else "n/a"}
+        )
         print(harness.markdown_table(training[-3:]), flush=True)
 
     sections = [("Training step: next-nucleotide LM, width 128, depth 2", training)]
     if not args.quick:
         inference = []
         for size in ("tiny", "large"):
-            row = harness.run_isolated(embed_case, size, args.device, args.threads, 4 * args.cap, timeout_s=10 * args.cap,
-                                       mem_cap_gb=args.mem_cap)
-            inference.append({"model": f"hyenadna {size} ({'d128 x 2' if size == 'tiny' else 'd256 x 8, large-1m'})",
-                              "bases": REGION, "seconds": harness.value_or_reason(row, "ms") if "skipped" in row else row["ms"] / 1e3,
-                              "cpu s": row.get("cpu_ms", 0) / 1e3 or None, "peak MB": row.get("peak_mb"), "params": row.get("params")})
+            row = harness.run_isolated(
+                embed_case,
+                size,
+                args.device,
+                args.threads,
+                4 * args.cap,
+                timeout_s=10 * args.cap,
+                mem_cap_gb=args.mem_cap,
+            )
+            inference.append(
+                {
+                    "model": f"hyenadna {size} ({'d128 x 2' if size == 'tiny' else 'd256 x 8, large-1m'})",
+                    "bases": REGION,
+                    "seconds": harness.value_or_reason(row, "ms") if "skipped" in row else row["ms"] / 1e3,
+                    "cpu s": row.get("cpu_ms", 0) / 1e3 or None,
+                    "peak MB": row.get("peak_mb"),
+                    "params": row.get("params"),
+                }
+            )
             print(harness.markdown_table(inference[-1:]), flush=True)
         sections.append(("Embedding a 1 Mb region in one pass (no gradients, batch 1)", inference))
     command = " ".join(["python -m benchmarks.genomics", *(sys.argv[1:] if argv is None else argv)])

@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -45,8 +45,15 @@ from benchmarks.cpu_allocator import CELLS, informer_training_step
 GROUPS = {
     "matrix products": {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"},
     "dropout masks": {"aten::bernoulli_"},
-    "gathers and scatters": {"aten::index", "aten::gather", "aten::scatter", "aten::scatter_add_",
-                             "aten::index_select", "aten::index_put_", "aten::_index_put_impl_"},
+    "gathers and scatters": {
+        "aten::index",
+        "aten::gather",
+        "aten::scatter",
+        "aten::scatter_add_",
+        "aten::index_select",
+        "aten::index_put_",
+        "aten::_index_put_impl_",
+    },
     "convolutions": {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution"},
 }
 #: the ETT split's training rows (12 months of 30 days, hourly), the minimum epochs under patience 3, the batch
@@ -77,8 +84,13 @@ def profile_cell(cell: str, steps: int) -> dict:
     matmul_s = shares["matrix products"] * total_s / steps
     _, seq_len, _, horizon, _ = CELLS[cell]
     train_steps = math.ceil((TRAIN_ROWS - seq_len - horizon + 1) / BATCH)
-    return {"step_s": wall / steps, "shares": shares, "gflops": flops / steps / matmul_s / 1e9,
-            "train_steps": train_steps, "matmul_epoch_min": matmul_s * train_steps / 60}
+    return {
+        "step_s": wall / steps,
+        "shares": shares,
+        "gflops": flops / steps / matmul_s / 1e9,
+        "train_steps": train_steps,
+        "matmul_epoch_min": matmul_s * train_steps / 60,
+    }
 
 
 def timed_ms(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -124,8 +136,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     args = parser.parse_args()
     pin_threads(args.threads)
-    print(f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, "
-          f"{args.steps} profiled step(s) after a warm-up\n")
+    print(
+        f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, "
+        f"{args.steps} profiled step(s) after a warm-up\n"
+    )
     print(markdown_table([row(cell, profile_cell(cell, args.steps)) for cell in args.cells]))
     print("\n" + markdown_table([mask_row(cell, args.threads) for cell in args.cells]))
 

@@ -27,8 +27,16 @@ import argparse
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks._harness import (machine_description, markdown_table, pin_threads, preload, process_peak_rss_bytes, ratio,
-                                run_isolated, time_calls)
+from benchmarks._harness import (
+    machine_description,
+    markdown_table,
+    pin_threads,
+    preload,
+    process_peak_rss_bytes,
+    ratio,
+    run_isolated,
+    time_calls,
+)
 from benchmarks.cpu_allocator import CELLS, informer_training_step
 
 VARIANTS = {"full": True, "trimmed": False}  # name -> full_decoder
@@ -48,11 +56,16 @@ def row(cell: str, found: dict[str, dict]) -> dict:
     _, seq_len, label_len, horizon, _ = CELLS[cell]
     full, trimmed = found["full"], found["trimmed"]
     out = {"cell (seq_len + label_len + pred_len)": f"{cell} ({seq_len} + {label_len} + {horizon})"}
-    for key, name, short, scale in (("gflop", "GFLOP / step", "GFLOP", 1), ("ms", "s / step", "time", 1e-3),
-                                    ("peak_gb", "peak GB", "peak", 1)):
+    for key, name, short, scale in (
+        ("gflop", "GFLOP / step", "GFLOP", 1),
+        ("ms", "s / step", "time", 1e-3),
+        ("peak_gb", "peak GB", "peak", 1),
+    ):
         for variant in VARIANTS:
             value = found[variant].get(key)
-            out[f"{variant} {name}"] = f"{value * scale:.3g}" if isinstance(value, float) else found[variant].get("skipped")
+            out[f"{variant} {name}"] = (
+                f"{value * scale:.3g}" if isinstance(value, float) else found[variant].get("skipped")
+            )
         kept = ratio(trimmed, full, key)
         out[f"trimmed / full {short}"] = f"{kept:.2f}" if kept is not None else ""
     return out
@@ -65,12 +78,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
     preload("zoo.models.informer", "benchmarks.cpu_allocator")
-    print(f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, "
-          f"median of {args.steps} step(s) after a warm-up, each case in its own process\n")
+    print(
+        f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, "
+        f"median of {args.steps} step(s) after a warm-up, each case in its own process\n"
+    )
     rows = []
     for cell in args.cells:
-        found = {name: run_isolated(run_case, cell, full, args.threads, args.steps, timeout_s=900, mem_cap_gb=16)
-                 for name, full in VARIANTS.items()}
+        found = {
+            name: run_isolated(run_case, cell, full, args.threads, args.steps, timeout_s=900, mem_cap_gb=16)
+            for name, full in VARIANTS.items()
+        }
         rows.append(row(cell, found))
         print(markdown_table(rows[-1:]) if len(rows) == 1 else markdown_table(rows[-1:]).splitlines()[-1], flush=True)
 

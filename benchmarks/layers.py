@@ -40,9 +40,11 @@ def _s5_rows(part: str, quick: bool, threads: int | None) -> list[harness.Row]:
 
 
 def s5_sections(quick: bool, threads: int | None) -> list[harness.Section]:
-    titles = {"headline": "S5 training step, 4 layers x 256 (popjaxrl's s5_rl) vs GRU/LSTM, 1024 steps x 8 sequences",
-              "layer": "S5 block vs LSTM/GRU, one layer, training step, L = 1024, batch 8",
-              "scan": "Scan methods on S5's shapes (8 x 1024 x 128 complex), fwd+bwd, and inside the s5_rl step"}
+    titles = {
+        "headline": "S5 training step, 4 layers x 256 (popjaxrl's s5_rl) vs GRU/LSTM, 1024 steps x 8 sequences",
+        "layer": "S5 block vs LSTM/GRU, one layer, training step, L = 1024, batch 8",
+        "scan": "Scan methods on S5's shapes (8 x 1024 x 128 complex), fwd+bwd, and inside the s5_rl step",
+    }
     sections = []
     for part, title in titles.items():
         rows = harness.run_isolated(_s5_rows, part, quick, threads, timeout_s=300.0 if quick else 1800.0)
@@ -53,24 +55,39 @@ def s5_sections(quick: bool, threads: int | None) -> list[harness.Section]:
 def results_markdown(quick: bool, device: str, threads: int | None) -> str:
     """Run every suite; the machine line, the tables and the run's duration, as Markdown."""
     start, header = time.monotonic(), harness.machine_description(threads)
-    sections = (layers_fftconv_scan.sections(quick, device, threads) + s5_sections(quick, threads)
-                + layers_mamba.sections(quick, threads=threads) + layers_xlstm.sections(quick, threads))
+    sections = (
+        layers_fftconv_scan.sections(quick, device, threads)
+        + s5_sections(quick, threads)
+        + layers_mamba.sections(quick, threads=threads)
+        + layers_xlstm.sections(quick, threads)
+    )
     command = "python -m benchmarks.layers" + (" --quick" if quick else "")
-    return (f"Measured {datetime.date.today().isoformat()} with `{command}` on: {header}. "
-            f"Run took {(time.monotonic() - start) / 60:.1f} min; load average {os.getloadavg()[0]:.1f} at the end. "
-            f"ms = wall time, cpu ms = process CPU time (median after warm-up), MB = peak memory above the case's start.\n\n"
-            + harness.format_sections(sections))
+    return (
+        f"Measured {datetime.date.today().isoformat()} with `{command}` on: {header}. "
+        f"Run took {(time.monotonic() - start) / 60:.1f} min; load average {os.getloadavg()[0]:.1f} at the end. "
+        f"ms = wall time, cpu ms = process CPU time (median after warm-up), MB = peak memory above the case's start.\n\n"
+        + harness.format_sections(sections)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a few minutes on 2 cores)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown file to write the results into; '-' only prints")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per case, 0 for torch's default; 1 by default because on a shared CPU "
-                             "multi-threaded timings mostly measure the neighbours' load")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="device of the fftconv/attention and scan suite (to 1M tokens on CUDA in the full run)")
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="Markdown file to write the results into; '-' only prints"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per case, 0 for torch's default; 1 by default because on a shared CPU "
+        "multi-threaded timings mostly measure the neighbours' load",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device of the fftconv/attention and scan suite (to 1M tokens on CUDA in the full run)",
+    )
     args = parser.parse_args(argv)
     body = results_markdown(args.quick, args.device, args.threads or None)
     print(body)

@@ -43,7 +43,11 @@ def _inputs_and_forward(spec: dict, device: torch.device):
     gen = torch.Generator().manual_seed(0)
     batch, length, width = spec["batch"], spec["length"], spec["width"]
     if spec["kind"] == "fftconv":
-        leaves = [torch.randn(batch, width, length, generator=gen), torch.randn(width, length, generator=gen) / length, torch.randn(width, generator=gen)]
+        leaves = [
+            torch.randn(batch, width, length, generator=gen),
+            torch.randn(width, length, generator=gen) / length,
+            torch.randn(width, generator=gen),
+        ]
         forward = fftconv
     elif spec["kind"] == "attention":
         leaves = [torch.randn(batch, 1, length, width, generator=gen) for _ in range(3)]
@@ -75,40 +79,67 @@ def _case(spec: dict, budget_s: float) -> harness.Row:
     return harness.measure(_fwd_bwd(spec, device), spec["repeats"], device, budget_s=budget_s)
 
 
-def run_case(spec: dict, timeout_s: float = 60.0, mem_cap_gb: float = 8.0, skip_larger: harness.SkipLarger | None = None) -> harness.Row:
+def run_case(
+    spec: dict, timeout_s: float = 60.0, mem_cap_gb: float = 8.0, skip_larger: harness.SkipLarger | None = None
+) -> harness.Row:
     """One case in a fresh process: {'ms', 'cpu_ms', 'first_ms', 'peak_mb', 'repeats'} or {'skipped': reason}."""
     run = skip_larger.run if skip_larger else harness.run_isolated
     return run(_case, spec, 0.6 * timeout_s, timeout_s=timeout_s, mem_cap_gb=mem_cap_gb)
 
 
-def bench_fftconv_vs_attention(lengths=LENGTHS, width: int = 64, batch: int = 1, device: str = "cpu", threads: int | None = None,
-                               repeats: int = 5, timeout_s: float = 60.0, mem_cap_gb: float = 8.0,
-                               attention_max_length: int | None = None) -> list[harness.Row]:
+def bench_fftconv_vs_attention(
+    lengths=LENGTHS,
+    width: int = 64,
+    batch: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    repeats: int = 5,
+    timeout_s: float = 60.0,
+    mem_cap_gb: float = 8.0,
+    attention_max_length: int | None = None,
+) -> list[harness.Row]:
     """One row per length: fwd+bwd wall and CPU ms and peak MB of fftconv and of causal SDPA, and the time ratio."""
     rows, attention = [], harness.SkipLarger()
     key, label = ("cpu_ms", "cpu ms") if device == "cpu" else ("ms", "ms")  # CPU time is robust to the neighbours' load
     for length in lengths:
-        spec = {"batch": batch, "length": length, "width": width, "device": device, "threads": threads, "repeats": repeats}
+        spec = {
+            "batch": batch,
+            "length": length,
+            "width": width,
+            "device": device,
+            "threads": threads,
+            "repeats": repeats,
+        }
         conv = run_case({**spec, "kind": "fftconv"}, timeout_s, mem_cap_gb)
         if attention_max_length and length > attention_max_length:
             attn = {"skipped": f"not run (L > {attention_max_length})"}
         else:
             attn = run_case({**spec, "kind": "attention"}, timeout_s, mem_cap_gb, attention)
-        rows.append({
-            "L": length,
-            "fftconv ms": harness.value_or_reason(conv),
-            "fftconv cpu ms": conv.get("cpu_ms"),
-            "fftconv MB": conv.get("peak_mb"),
-            "attention ms": harness.value_or_reason(attn),
-            "attention cpu ms": attn.get("cpu_ms"),
-            "attention MB": attn.get("peak_mb"),
-            f"attention / fftconv ({label})": harness.ratio(attn, conv, key),
-        })
+        rows.append(
+            {
+                "L": length,
+                "fftconv ms": harness.value_or_reason(conv),
+                "fftconv cpu ms": conv.get("cpu_ms"),
+                "fftconv MB": conv.get("peak_mb"),
+                "attention ms": harness.value_or_reason(attn),
+                "attention cpu ms": attn.get("cpu_ms"),
+                "attention MB": attn.get("peak_mb"),
+                f"attention / fftconv ({label})": harness.ratio(attn, conv, key),
+            }
+        )
     return rows
 
 
-def bench_scans(sizes=SCAN_SIZES, variants=SCAN_VARIANTS, device: str = "cpu", threads: int | None = None, repeats: int = 5,
-                timeout_s: float = 60.0, mem_cap_gb: float = 8.0, compile_real: bool = False) -> list[harness.Row]:
+def bench_scans(
+    sizes=SCAN_SIZES,
+    variants=SCAN_VARIANTS,
+    device: str = "cpu",
+    threads: int | None = None,
+    repeats: int = 5,
+    timeout_s: float = 60.0,
+    mem_cap_gb: float = 8.0,
+    compile_real: bool = False,
+) -> list[harness.Row]:
     """One row per (size, variant), complex64 states: fwd+bwd wall and CPU ms, peak MB, time relative to "loop"."""
     rows = []
     variants = list(variants) + (["as_real+compile"] if compile_real else []) + (["triton"] if device == "cuda" else [])
@@ -117,14 +148,31 @@ def bench_scans(sizes=SCAN_SIZES, variants=SCAN_VARIANTS, device: str = "cpu", t
         results = {}
         for variant in variants:
             compiled = variant.endswith("+compile")
-            spec = {"kind": "scan", "method": variant.split("+")[0], "compile": compiled, "complex": True, "batch": batch,
-                    "length": length, "width": states, "device": device, "threads": threads, "repeats": repeats}
+            spec = {
+                "kind": "scan",
+                "method": variant.split("+")[0],
+                "compile": compiled,
+                "complex": True,
+                "batch": batch,
+                "length": length,
+                "width": states,
+                "device": device,
+                "threads": threads,
+                "repeats": repeats,
+            }
             results[variant] = run_case(spec, timeout_s * (4 if compiled else 1), mem_cap_gb)
         for variant, res in results.items():
-            rows.append({"B x L x S": f"{batch}x{length}x{states}", "method": variant,
-                         "ms": harness.value_or_reason(res), "cpu ms": res.get("cpu_ms"),
-                         "first call ms": res.get("first_ms"), "peak MB": res.get("peak_mb"),
-                         f"{key.replace('_', ' ')} / loop": harness.ratio(res, results.get("loop", {}), key)})
+            rows.append(
+                {
+                    "B x L x S": f"{batch}x{length}x{states}",
+                    "method": variant,
+                    "ms": harness.value_or_reason(res),
+                    "cpu ms": res.get("cpu_ms"),
+                    "first call ms": res.get("first_ms"),
+                    "peak MB": res.get("peak_mb"),
+                    f"{key.replace('_', ' ')} / loop": harness.ratio(res, results.get("loop", {}), key),
+                }
+            )
     return rows
 
 
@@ -138,17 +186,23 @@ def sections(quick: bool, device: str = "cpu", threads: int | None = 1) -> list[
         lengths = CUDA_LENGTHS if device == "cuda" else LENGTHS
         conv_rows = bench_fftconv_vs_attention(lengths, timeout_s=150, **common)
         scan_rows = bench_scans(compile_real=device == "cpu", **common)
-    return [("fftconv vs attention (width 64, batch 1, causal), fwd+bwd", conv_rows),
-            ("linear_scan methods (complex64 states), fwd+bwd", scan_rows)]
+    return [
+        ("fftconv vs attention (width 64, batch 1, causal), fwd+bwd", conv_rows),
+        ("linear_scan methods (complex64 states), fwd+bwd", scan_rows),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per case; 0 for torch's default. Default 1: on a shared CPU, "
-                             "multi-threaded timings mostly measure the neighbours' load")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per case; 0 for torch's default. Default 1: on a shared CPU, "
+        "multi-threaded timings mostly measure the neighbours' load",
+    )
     args = parser.parse_args(argv)
     threads = args.threads or None
     print(harness.machine_description(threads) + "\n")

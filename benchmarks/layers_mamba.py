@@ -71,8 +71,9 @@ def _peak_case(impl: str, length: int, d_model: int, batch: int, threads: int | 
     return {"peak_mb": peak}
 
 
-def cpu_rows(lengths, d_model: int, batch: int, repeats: int, naive_max: int, threads: int | None = 1,
-             timeout_s: float = 300.0) -> list[harness.Row]:
+def cpu_rows(
+    lengths, d_model: int, batch: int, repeats: int, naive_max: int, threads: int | None = 1, timeout_s: float = 300.0
+) -> list[harness.Row]:
     """One row per length: chunked and naive fwd+bwd ms, CPU ms and peak MB, and naive / chunked ratios."""
     rows = []
     for length in lengths:
@@ -81,19 +82,30 @@ def cpu_rows(lengths, d_model: int, batch: int, repeats: int, naive_max: int, th
             if impl == "naive" and length > naive_max:
                 res[impl] = {"skipped": f"not run (L > {naive_max})"}
                 continue
-            timing = harness.run_isolated(_time_case, impl, length, d_model, batch, repeats, threads, timeout_s=timeout_s)
+            timing = harness.run_isolated(
+                _time_case, impl, length, d_model, batch, repeats, threads, timeout_s=timeout_s
+            )
             if "skipped" not in timing:
-                timing.update(harness.run_isolated(_peak_case, impl, length, d_model, batch, threads, timeout_s=timeout_s))
+                timing.update(
+                    harness.run_isolated(_peak_case, impl, length, d_model, batch, threads, timeout_s=timeout_s)
+                )
             res[impl] = timing
         chunked, naive = res["chunked"], res["naive"]
-        rows.append({
-            "L": length, "d_model": d_model, "batch": batch,
-            "chunked ms": harness.value_or_reason(chunked), "chunked cpu ms": chunked.get("cpu_ms"),
-            "chunked MB": chunked.get("peak_mb"),
-            "naive ms": harness.value_or_reason(naive), "naive cpu ms": naive.get("cpu_ms"), "naive MB": naive.get("peak_mb"),
-            "naive / chunked cpu ms": harness.ratio(naive, chunked, "cpu_ms"),
-            "naive / chunked MB": harness.ratio(naive, chunked, "peak_mb"),
-        })
+        rows.append(
+            {
+                "L": length,
+                "d_model": d_model,
+                "batch": batch,
+                "chunked ms": harness.value_or_reason(chunked),
+                "chunked cpu ms": chunked.get("cpu_ms"),
+                "chunked MB": chunked.get("peak_mb"),
+                "naive ms": harness.value_or_reason(naive),
+                "naive cpu ms": naive.get("cpu_ms"),
+                "naive MB": naive.get("peak_mb"),
+                "naive / chunked cpu ms": harness.ratio(naive, chunked, "cpu_ms"),
+                "naive / chunked MB": harness.ratio(naive, chunked, "peak_mb"),
+            }
+        )
     return rows
 
 
@@ -102,7 +114,9 @@ def gpu_rows(lengths, d_model: int, batch: int, repeats: int) -> list[harness.Ro
     if not torch.cuda.is_available():
         return [{"impl": "mamba-ssm vs pure PyTorch", "result": "skipped: no CUDA"}]
     if not mamba_layer.has_mamba_kernels():
-        return [{"impl": "mamba-ssm vs pure PyTorch", "result": "skipped: mamba-ssm / causal-conv1d kernels not installed"}]
+        return [
+            {"impl": "mamba-ssm vs pure PyTorch", "result": "skipped: mamba-ssm / causal-conv1d kernels not installed"}
+        ]
     rows = []
     for length in lengths:
         hidden = torch.randn(batch, length, d_model, device="cuda", requires_grad=True)
@@ -111,10 +125,19 @@ def gpu_rows(lengths, d_model: int, batch: int, repeats: int) -> list[harness.Ro
             torch.manual_seed(0)
             block = mamba_layer.Mamba(d_model, use_kernels=use_kernels).cuda()
             res[impl] = harness.measure(lambda: block(hidden).square().mean().backward(), repeats, "cuda")
-        rows.append({"device": torch.cuda.get_device_name(), "L": length, "d_model": d_model, "batch": batch,
-                     "mamba-ssm ms": res["mamba-ssm"]["ms"], "mamba-ssm MB": res["mamba-ssm"]["peak_mb"],
-                     "pure ms": res["pure"]["ms"], "pure MB": res["pure"]["peak_mb"],
-                     "pure / mamba-ssm ms": harness.ratio(res["pure"], res["mamba-ssm"], "ms")})
+        rows.append(
+            {
+                "device": torch.cuda.get_device_name(),
+                "L": length,
+                "d_model": d_model,
+                "batch": batch,
+                "mamba-ssm ms": res["mamba-ssm"]["ms"],
+                "mamba-ssm MB": res["mamba-ssm"]["peak_mb"],
+                "pure ms": res["pure"]["ms"],
+                "pure MB": res["pure"]["peak_mb"],
+                "pure / mamba-ssm ms": harness.ratio(res["pure"], res["mamba-ssm"], "ms"),
+            }
+        )
     return rows
 
 
@@ -123,8 +146,10 @@ def sections(quick: bool, d_model: int = 64, batch: int = 1, threads: int | None
     repeats = 1 if quick else 3
     cpu = cpu_rows(LENGTHS, d_model, batch, repeats, naive_max=4096 if quick else 16384, threads=threads)
     gpu = gpu_rows(LENGTHS, max(d_model, 256), max(batch, 4), 10)
-    return [("Mamba block fwd+bwd, CPU: chunked vs naive selective scan", cpu),
-            ("Mamba block fwd+bwd, GPU: mamba-ssm kernels vs pure PyTorch", gpu)]
+    return [
+        ("Mamba block fwd+bwd, CPU: chunked vs naive selective scan", cpu),
+        ("Mamba block fwd+bwd, GPU: mamba-ssm kernels vs pure PyTorch", gpu),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -97,14 +97,25 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, bf16: bo
     return step
 
 
-def _row(section: str, model_name: str, model: nn.Module, width: int, repeats: int, bf16: bool = False, **extra) -> dict:
+def _row(
+    section: str, model_name: str, model: nn.Module, width: int, repeats: int, bf16: bool = False, **extra
+) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(BATCH, LENGTH, width, generator=gen)
     target = torch.randn(BATCH, LENGTH, width, generator=gen)
     times = median_ms(train_step(model, x, target, bf16), repeats)
     params = sum(p.numel() for p in model.parameters())
     memory = {} if bf16 else {"saved MB": saved_for_backward_mb(model, x)}
-    return {"section": section, "model": model_name, "width": width, "L x B": f"{LENGTH} x {BATCH}", "params": params, **extra, **times, **memory}
+    return {
+        "section": section,
+        "model": model_name,
+        "width": width,
+        "L x B": f"{LENGTH} x {BATCH}",
+        "params": params,
+        **extra,
+        **times,
+        **memory,
+    }
 
 
 def layer_rows(widths: list[int], repeats: int) -> list[dict]:
@@ -121,8 +132,11 @@ def layer_rows(widths: list[int], repeats: int) -> list[dict]:
 def headline_rows(runs: int, repeats: int) -> list[dict]:
     """(b) s5_rl vs 4-layer GRU/LSTM of width 256, each measured `runs` times (interleaved)."""
     torch.manual_seed(0)
-    models = {"s5_rl (4 x 256)": create_model("s5_rl", in_features=256), "GRU (4 x 256)": _RNN("GRU", 256, 4),
-              "LSTM (4 x 256)": _RNN("LSTM", 256, 4)}
+    models = {
+        "s5_rl (4 x 256)": create_model("s5_rl", in_features=256),
+        "GRU (4 x 256)": _RNN("GRU", 256, 4),
+        "LSTM (4 x 256)": _RNN("LSTM", 256, 4),
+    }
     rows = []
     for run in range(runs):
         for name, model in models.items():
@@ -136,7 +150,9 @@ def scan_rows(repeats: int, methods: list[str]) -> list[dict]:
     """(c) each scan method on S5's shapes, forward + backward, then inside the s5_rl training step."""
     gen = torch.Generator().manual_seed(0)
     states = 128
-    a = torch.polar(0.9 + 0.09 * torch.rand(states, generator=gen), torch.rand(states, generator=gen)).view(1, 1, states)
+    a = torch.polar(0.9 + 0.09 * torch.rand(states, generator=gen), torch.rand(states, generator=gen)).view(
+        1, 1, states
+    )
     b = torch.randn(BATCH, LENGTH, states, dtype=torch.complex64, generator=gen)
     grad = torch.randn_like(b)
     resets = torch.rand(BATCH, LENGTH, generator=gen) < 0.01
@@ -146,12 +162,23 @@ def scan_rows(repeats: int, methods: list[str]) -> list[dict]:
             a_, b_ = a.clone().requires_grad_(), b.clone().requires_grad_()
 
             def scan() -> None:
-                h = complex_scan_as_real(a_, b_, reset=reset) if method == "as_real" else linear_scan(a_, b_, reset=reset, method=method)
+                h = (
+                    complex_scan_as_real(a_, b_, reset=reset)
+                    if method == "as_real"
+                    else linear_scan(a_, b_, reset=reset, method=method)
+                )
                 torch.autograd.backward(h, grad)
 
-            rows.append({"section": "scan fwd+bwd", "model": "complex_scan_as_real" if method == "as_real" else method,
-                         "width": f"{states} complex", "L x B": f"{LENGTH} x {BATCH}", "resets": reset is not None,
-                         **median_ms(scan, repeats)})
+            rows.append(
+                {
+                    "section": "scan fwd+bwd",
+                    "model": "complex_scan_as_real" if method == "as_real" else method,
+                    "width": f"{states} complex",
+                    "L x B": f"{LENGTH} x {BATCH}",
+                    "resets": reset is not None,
+                    **median_ms(scan, repeats),
+                }
+            )
     for method in methods:
         torch.manual_seed(0)
         model = create_model("s5_rl", in_features=256, scan_method=method)

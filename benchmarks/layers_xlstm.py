@@ -59,8 +59,15 @@ def _case(kind: str, length: int, threads: int | None, repeats: int, cap_s: floa
     return harness.measure(_fwd_bwd(kind, length), repeats, cap_s=cap_s)
 
 
-def compare(ours: str, theirs: str | None, lengths: list[int], threads: int | None, repeats: int, cap_s: float,
-            mem_cap_gb: float) -> list[harness.Row]:
+def compare(
+    ours: str,
+    theirs: str | None,
+    lengths: list[int],
+    threads: int | None,
+    repeats: int,
+    cap_s: float,
+    mem_cap_gb: float,
+) -> list[harness.Row]:
     """One row per length: our and (unless `theirs` is None) the package's fwd+bwd ms and peak MB, and the time ratio.
 
     A case is skipped when one fwd+bwd takes longer than `cap_s` or its process outgrows `mem_cap_gb`.
@@ -70,16 +77,18 @@ def compare(ours: str, theirs: str | None, lengths: list[int], threads: int | No
     for length in lengths:
         mine = harness.run_isolated(_case, ours, length, threads, repeats, cap_s, **caps)
         other = package.run(_case, theirs, length, threads, repeats, cap_s, **caps)
-        rows.append({
-            "L": length,
-            f"{ours} ms": harness.value_or_reason(mine),
-            f"{ours} cpu ms": mine.get("cpu_ms"),
-            f"{ours} MB": mine.get("peak_mb"),
-            f"{theirs or 'package'} ms": harness.value_or_reason(other),
-            f"{theirs or 'package'} cpu ms": other.get("cpu_ms"),
-            f"{theirs or 'package'} MB": other.get("peak_mb"),
-            "package / ours cpu ms": harness.ratio(other, mine, "cpu_ms"),
-        })
+        rows.append(
+            {
+                "L": length,
+                f"{ours} ms": harness.value_or_reason(mine),
+                f"{ours} cpu ms": mine.get("cpu_ms"),
+                f"{ours} MB": mine.get("peak_mb"),
+                f"{theirs or 'package'} ms": harness.value_or_reason(other),
+                f"{theirs or 'package'} cpu ms": other.get("cpu_ms"),
+                f"{theirs or 'package'} MB": other.get("peak_mb"),
+                "package / ours cpu ms": harness.ratio(other, mine, "cpu_ms"),
+            }
+        )
     return rows
 
 
@@ -87,18 +96,28 @@ def sections(quick: bool, threads: int | None = 1) -> list[harness.Section]:
     """`quick`: one timed call per case, mLSTM to 4k, our sLSTM only."""
     setup = dict(threads=threads, repeats=1 if quick else 3, cap_s=20.0, mem_cap_gb=6.0)
     m_lengths = [512, 1024, 2048, 4096] + ([] if quick else [8192])
-    return [("mLSTM layer fwd+bwd: ours (chunkwise) vs xlstm package (parallel)",
-             compare("ours mLSTM", "xlstm mLSTM", m_lengths, **setup)),
-            ("sLSTM layer fwd+bwd: ours (loop + hand-written backward) vs xlstm package (vanilla backend)",
-             compare("ours sLSTM", None if quick else "xlstm sLSTM", [1024, 4096], **setup))]
+    return [
+        (
+            "mLSTM layer fwd+bwd: ours (chunkwise) vs xlstm package (parallel)",
+            compare("ours mLSTM", "xlstm mLSTM", m_lengths, **setup),
+        ),
+        (
+            "sLSTM layer fwd+bwd: ours (loop + hand-written backward) vs xlstm package (vanilla backend)",
+            compare("ours sLSTM", None if quick else "xlstm sLSTM", [1024, 4096], **setup),
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per case, 0 for torch's default; 1 by default because on a shared CPU "
-                             "multi-threaded timings mostly measure the neighbours' load")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per case, 0 for torch's default; 1 by default because on a shared CPU "
+        "multi-threaded timings mostly measure the neighbours' load",
+    )
     args = parser.parse_args(argv)
     threads = args.threads or None
     print(harness.machine_description(threads) + f"; width {WIDTH}, {HEADS} heads, batch {BATCH}\n")

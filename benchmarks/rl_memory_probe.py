@@ -71,8 +71,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"RepeatFirst as supervised learning: updates (batch {args.batch} x {LENGTH} steps, Adam {args.lr:g}) "
-          f"until accuracy > 90%; '>{args.updates}' = not within budget\n")
+    print(
+        f"RepeatFirst as supervised learning: updates (batch {args.batch} x {LENGTH} steps, Adam {args.lr:g}) "
+        f"until accuracy > 90%; '>{args.updates}' = not within budget\n"
+    )
     print("| core | core params | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " |")
     print("|---|---|" + "---|" * args.seeds)
     for core in args.cores:

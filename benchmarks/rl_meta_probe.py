@@ -51,13 +51,18 @@ def probe(core: str, args, seed: int) -> tuple[int, list[list[float]]]:
     kwargs = {"num_cues": args.cues, "episodes_per_trial": args.episodes}
     train = make_env("meta/projected-Association", args.batch, projection_seed=seed, **kwargs)
     train.seed(seed)
-    test_x, test_y = trials(make_env("meta/projected-Association", 1024, projection_seed=HELD_OUT, **kwargs), seed=12345)
+    test_x, test_y = trials(
+        make_env("meta/projected-Association", 1024, projection_seed=HELD_OUT, **kwargs), seed=12345
+    )
     name, model_kwargs = core_config(core)
     model_kwargs.update(args.set.get(core, {}))
     backbone = create_model(name, in_features=train.obs_dim, **model_kwargs)
     width = backbone.num_features
-    readout = nn.Linear(width, args.cues) if args.head == "linear" else \
-        nn.Sequential(nn.Linear(width, 64), nn.Tanh(), nn.Linear(64, args.cues))  # as the PPO actor head
+    readout = (
+        nn.Linear(width, args.cues)
+        if args.head == "linear"
+        else nn.Sequential(nn.Linear(width, 64), nn.Tanh(), nn.Linear(64, args.cues))
+    )  # as the PPO actor head
     params = [*backbone.parameters(), *readout.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)
     curve = []
@@ -85,14 +90,18 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--head", choices=["linear", "mlp"], default="linear", help="read-out: linear, or the actor's tanh MLP")
+    parser.add_argument(
+        "--head", choices=["linear", "mlp"], default="linear", help="read-out: linear, or the actor's tanh MLP"
+    )
     parser.add_argument("--set", type=json.loads, default={}, help='per-core kwargs, e.g. \'{"s5": {"dt_max": 1.0}}\'')
     args = parser.parse_args()
     torch.set_num_threads(1)
     best = best_accuracy(args.cues, args.episodes)
     header = " | ".join(f"ep {k + 1}" for k in range(args.episodes))
-    print(f"projected Association ({args.cues} cues, {args.episodes} episodes a trial) as supervised learning: held-out "
-          f"accuracy per episode (batch {args.batch} trials, Adam {args.lr:g}, {args.head} read-out, seed {args.seed})\n")
+    print(
+        f"projected Association ({args.cues} cues, {args.episodes} episodes a trial) as supervised learning: held-out "
+        f"accuracy per episode (batch {args.batch} trials, Adam {args.lr:g}, {args.head} read-out, seed {args.seed})\n"
+    )
     print(f"| core | core params | updates | {header} |")
     print("|---|---|---|" + "---|" * args.episodes)
     print("| best in-context learner | | | " + " | ".join(f"{a:.2f}" for a in best) + " |")

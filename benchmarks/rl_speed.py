@@ -69,14 +69,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--width", type=int, default=64, help="MLP policy width (core and heads) for the CartPole rows")
-    parser.add_argument("--compile", action="store_true", help="torch.compile one rollout step (env + policy + sampling)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile one rollout step (env + policy + sampling)"
+    )
     parser.add_argument("--cores", action="store_true", help="also compare S5/GRU/LSTM/MLP on a memory task")
     parser.add_argument("--core-envs", type=int, default=64)
     parser.add_argument("--gymnax", action="store_true", help="also time the gymnax adapter")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, compile {args.compile}\n")
-    print(f"| loop (CartPole-v1, MLP policy of width {args.width}) | steps/s (wall) | steps per CPU-second |\n|---|---|---|")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, compile {args.compile}\n"
+    )
+    print(
+        f"| loop (CartPole-v1, MLP policy of width {args.width}) | steps/s (wall) | steps per CPU-second |\n|---|---|---|"
+    )
     for n in args.envs:
         env, agent = build("CartPole-v1", "mlp", n, args.device, args.width)
         obs, state = env.reset(seed=0)
@@ -91,9 +97,15 @@ def main() -> None:
 
         print(row(f"env only, {n} envs", n * args.steps, *timed(env_only, args.repeats)))
         collector = RolloutCollector(env, agent, seed=0, compile=args.compile)
-        print(row(f"rollout (env + policy), {n} envs", n * args.steps, *timed(lambda: collector.collect(args.steps), args.repeats)))
+        print(
+            row(
+                f"rollout (env + policy), {n} envs",
+                n * args.steps,
+                *timed(lambda: collector.collect(args.steps), args.repeats),
+            )
+        )
         optimizer = torch.optim.Adam([*agent.backbone.parameters(), *agent.heads.parameters()], lr=2.5e-4, eps=1e-5)
-        iteration = lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig())  # noqa: E731
+        iteration = lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig())
         print(row(f"PPO iteration (rollout + update), {n} envs", n * args.steps, *timed(iteration, args.repeats)))
         if args.gymnax:
             adapter = make_env("gymnax/CartPole-v1", n)
@@ -107,16 +119,22 @@ def main() -> None:
             print(row(f"gymnax adapter env only, {n} envs", n * args.steps, *timed(gymnax_only, args.repeats)))
     if args.cores:
         n = args.core_envs
-        print(f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, `model=` configs) | params (core + heads) | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |")
+        print(
+            f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, `model=` configs) | params (core + heads) | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |"
+        )
         print("|---|---|---|---|---|")
         for core in CORES:
             env, agent = build("popgym/RepeatPrevious", core, n, args.device)
             params = sum(p.numel() for m in (agent.backbone, agent.heads) for p in m.parameters())
             collector = RolloutCollector(env, agent, seed=0)  # eager: the S5 state is complex, which inductor skips
             optimizer = torch.optim.Adam([*agent.backbone.parameters(), *agent.heads.parameters()], lr=2.5e-4, eps=1e-5)
-            wall, cpu = timed(lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig()), args.repeats)
+            wall, cpu = timed(
+                lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig()), args.repeats
+            )
             roll_wall, _ = timed(lambda: collector.collect(args.steps), args.repeats)
-            print(f"| {core} | {params:,} | {n * args.steps / wall:,.0f} | {n * args.steps / cpu:,.0f} | {n * args.steps / roll_wall:,.0f} |")
+            print(
+                f"| {core} | {params:,} | {n * args.steps / wall:,.0f} | {n * args.steps / cpu:,.0f} | {n * args.steps / roll_wall:,.0f} |"
+            )
 
 
 if __name__ == "__main__":

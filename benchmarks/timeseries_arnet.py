@@ -37,7 +37,9 @@ def stpe(estimate: np.ndarray, true: np.ndarray) -> float:
 def ar3_series(n: int, seed: int) -> np.ndarray:
     from statsmodels.tsa.arima_process import ArmaProcess
 
-    series = ArmaProcess.from_coeffs(TRUE_AR, []).generate_sample(n, scale=1.0, burnin=1000, distrvs=np.random.default_rng(seed).standard_normal)
+    series = ArmaProcess.from_coeffs(TRUE_AR, []).generate_sample(
+        n, scale=1.0, burnin=1000, distrvs=np.random.default_rng(seed).standard_normal
+    )
     return series - series.mean()
 
 
@@ -93,8 +95,16 @@ def find_lr(windows: torch.Tensor, p: int, batch_size: int, seed: int, iteration
     return float(rates[kept][int(np.argmin(smoothed[kept]))]) / 100
 
 
-def fit_arnet(train: np.ndarray, p: int, epochs: int, batch_size: int = 32, lr: float | None = None, seed: int = 0,
-              sparsity: float | None = None, reg_c: float = 2.0) -> tuple[np.ndarray, float, float]:
+def fit_arnet(
+    train: np.ndarray,
+    p: int,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float | None = None,
+    seed: int = 0,
+    sparsity: float | None = None,
+    reg_c: float = 2.0,
+) -> tuple[np.ndarray, float, float]:
     """(coefficients lag 1 first, intercept, the maximum learning rate used); `sparsity` None: no regulariser."""
     windows = lag_windows(train, p)
     lr = lr or find_lr(windows, p, batch_size, seed)
@@ -130,14 +140,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="AR-Net's maximum learning rate (default: the official LR range test)")
-    parser.add_argument("--reg-c", type=float, default=2.0, help="the regulariser's c1 = c2 (official code: 2, the paper: 3)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="AR-Net's maximum learning rate (default: the official LR range test)"
+    )
+    parser.add_argument(
+        "--reg-c", type=float, default=2.0, help="the regulariser's c1 = c2 (official code: 2, the paper: 3)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quick = dict(orders=[3, 10, 30, 100, 300], n_train=10_000, n_test=2_500, seeds=2, epochs=5)
     full = dict(orders=[3, 10, 30, 100, 300, 1000], n_train=100_000, n_test=25_000, seeds=3, epochs=10)
-    settings = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in (quick if args.quick else full).items()}
+    settings = {
+        k: getattr(args, k) if getattr(args, k) is not None else v for k, v in (quick if args.quick else full).items()
+    }
 
     results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for seed in range(settings["seeds"]):
@@ -150,20 +166,38 @@ def main() -> None:
                 if name == "classic":
                     (coefficients, intercept), lr = fit_classic(train, p), float("nan")
                 else:
-                    coefficients, intercept, lr = fit_arnet(train, p, settings["epochs"], args.batch_size, args.lr, seed, 3 / p if p > 3 else None, args.reg_c)
+                    coefficients, intercept, lr = fit_arnet(
+                        train,
+                        p,
+                        settings["epochs"],
+                        args.batch_size,
+                        args.lr,
+                        seed,
+                        3 / p if p > 3 else None,
+                        args.reg_c,
+                    )
                 seconds = time.perf_counter() - start
                 row = (stpe(coefficients, true), one_step_mse(coefficients, intercept, test), seconds, lr)
                 results.setdefault((name, p), []).append(row)
-                print(f"seed {seed} p {p} {name}: sTPE {row[0]:.2f} MSE {row[1]:.4f} {seconds:.1f}s lr {lr:.2e}", flush=True)
+                print(
+                    f"seed {seed} p {p} {name}: sTPE {row[0]:.2f} MSE {row[1]:.4f} {seconds:.1f}s lr {lr:.2e}",
+                    flush=True,
+                )
 
-    print(f"\n{settings['n_train']:,} train / {settings['n_test']:,} test samples, {settings['seeds']} seeds, "
-          f"AR-Net {settings['epochs']} epochs, batch {args.batch_size}, max lr {args.lr or 'from the LR range test'}, "
-          f"c1 = c2 = {args.reg_c:g}, {args.threads} thread(s)\n")
-    print("| p | sparsity 3/p | Classic-AR sTPE | AR-Net sTPE | Classic-AR test MSE | AR-Net test MSE | AR-Net max lr | Classic-AR fit s | AR-Net fit s |")
+    print(
+        f"\n{settings['n_train']:,} train / {settings['n_test']:,} test samples, {settings['seeds']} seeds, "
+        f"AR-Net {settings['epochs']} epochs, batch {args.batch_size}, max lr {args.lr or 'from the LR range test'}, "
+        f"c1 = c2 = {args.reg_c:g}, {args.threads} thread(s)\n"
+    )
+    print(
+        "| p | sparsity 3/p | Classic-AR sTPE | AR-Net sTPE | Classic-AR test MSE | AR-Net test MSE | AR-Net max lr | Classic-AR fit s | AR-Net fit s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for p in settings["orders"]:
         c, a = (np.mean(results[name, p], axis=0) for name in ("classic", "arnet"))
-        print(f"| {p} | {3 / p:.3f} | {c[0]:.2f} | {a[0]:.2f} | {c[1]:.4f} | {a[1]:.4f} | {a[3]:.1e} | {c[2]:.2f} | {a[2]:.1f} |")
+        print(
+            f"| {p} | {3 / p:.3f} | {c[0]:.2f} | {a[0]:.2f} | {c[1]:.4f} | {a[1]:.4f} | {a[3]:.1e} | {c[2]:.2f} | {a[2]:.1f} |"
+        )
 
 
 if __name__ == "__main__":

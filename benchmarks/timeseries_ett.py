@@ -53,7 +53,12 @@ def model_overrides(name: str, features: str, horizon: int, args: argparse.Names
     seq_len, _, factor = WINDOWS[features][horizon]
     limit = f"+trainer.limit_train_batches={args.limit_train_batches}"
     return {
-        "informer": [f"model={args.informer}", f"trainer.max_epochs={args.epochs}", limit, f"++model.kwargs.factor={factor}"],
+        "informer": [
+            f"model={args.informer}",
+            f"trainer.max_epochs={args.epochs}",
+            limit,
+            f"++model.kwargs.factor={factor}",
+        ],
         "dlinear": ["model=dlinear", "task.optimizer.lr=0.005", "trainer.max_epochs=10", limit],
         "nlinear": ["model=nlinear", "task.optimizer.lr=0.005", "trainer.max_epochs=10", limit],
         "repeat_last": ["model=repeat_last"],
@@ -69,10 +74,18 @@ def run_one(data: str, features: str, horizon: int, model: list[str], folder: Pa
 
     seq_len, label_len, _ = WINDOWS[features][horizon]
     overrides = [
-        "experiment=informer_ett", f"data.path={data}", f"data.features={features}", "data.target=OT",
-        f"seq_len={seq_len}", f"label_len={label_len}", f"horizon={horizon}",
-        f"paths.output_dir={folder}", f"paths.log_dir={folder.parent}", "trainer.enable_progress_bar=false",
-        "++trainer.enable_model_summary=false", *model,
+        "experiment=informer_ett",
+        f"data.path={data}",
+        f"data.features={features}",
+        "data.target=OT",
+        f"seq_len={seq_len}",
+        f"label_len={label_len}",
+        f"horizon={horizon}",
+        f"paths.output_dir={folder}",
+        f"paths.log_dir={folder.parent}",
+        "trainer.enable_progress_bar=false",
+        "++trainer.enable_model_summary=false",
+        *model,
     ]
     with initialize_config_module(config_module="domains.timeseries.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -127,7 +140,11 @@ def collect(folders: list[Path]) -> dict[tuple[str, int, str], dict]:
         for metrics in sorted(root.glob("*_*_*/metrics.json")):
             features, horizon, model = metrics.parent.name.split("_", 2)
             found = json.loads(metrics.read_text())["metrics"]
-            results[features, int(horizon), model] = {"mse": found["test/mse"], "mae": found["test/mae"], "epochs": epochs_run(metrics.parent)}
+            results[features, int(horizon), model] = {
+                "mse": found["test/mse"],
+                "mae": found["test/mae"],
+                "epochs": epochs_run(metrics.parent),
+            }
     return results
 
 
@@ -158,20 +175,38 @@ def main() -> None:
     parser.add_argument("--features", nargs="+", default=["M", "S"], choices=["M", "S"])
     parser.add_argument("--horizons", type=int, nargs="+", default=[24, 48, 168, 336, 720])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--informer", default="informer_paper", help="model config: informer_paper (the paper's size) or informer (tiny)")
+    parser.add_argument(
+        "--informer",
+        default="informer_paper",
+        help="model config: informer_paper (the paper's size) or informer (tiny)",
+    )
     parser.add_argument("--epochs", type=int, default=6, help="Informer epochs (paper: 6)")
-    parser.add_argument("--limit-train-batches", type=float, default=1.0, help="fraction (<=1) or number of training batches per epoch")
+    parser.add_argument(
+        "--limit-train-batches", type=float, default=1.0, help="fraction (<=1) or number of training batches per epoch"
+    )
     parser.add_argument("--ar-lags", type=int, default=720)
-    parser.add_argument("--quick", action="store_true", help="the tiny Informer config, 1 epoch of 50 batches, M only, horizons 24 48")
+    parser.add_argument(
+        "--quick", action="store_true", help="the tiny Informer config, 1 epoch of 50 batches, M only, horizons 24 48"
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None, help="folder for the run folders and table.md (default: a temporary one)")
+    parser.add_argument(
+        "--out", default=None, help="folder for the run folders and table.md (default: a temporary one)"
+    )
     parser.add_argument("--also", nargs="*", default=[], help="more run folders whose results join the table")
     parser.add_argument("--render", action="store_true", help="only (re)write table.md from the run folders")
-    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run, e.g. trainer=gpu")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="extra Hydra overrides for every run, e.g. trainer=gpu"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.informer, args.epochs, args.limit_train_batches, args.features, args.horizons = "informer", 1, 50, ["M"], [24, 48]
+        args.informer, args.epochs, args.limit_train_batches, args.features, args.horizons = (
+            "informer",
+            1,
+            50,
+            ["M"],
+            [24, 48],
+        )
     if args.limit_train_batches > 1:
         args.limit_train_batches = int(args.limit_train_batches)
     if not args.render and not args.data:
@@ -180,15 +215,23 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     folders = [out, *map(Path, args.also)]
     table = out / "table.md"
-    header = (f"ETTh1; Informer = model={args.informer}, at most {args.epochs} epoch(s), limit_train_batches={args.limit_train_batches}; "
-              f"{args.threads} thread(s); MSE / MAE on the standardised test windows\n\n")
+    header = (
+        f"ETTh1; Informer = model={args.informer}, at most {args.epochs} epoch(s), limit_train_batches={args.limit_train_batches}; "
+        f"{args.threads} thread(s); MSE / MAE on the standardised test windows\n\n"
+    )
     for features in [] if args.render else args.features:
         for horizon in args.horizons:
             for name in args.models:
                 folder = out / f"{features}_{horizon}_{name}"
                 if (folder / "metrics.json").is_file():
                     continue  # finished earlier: keep it
-                run_cell(args.data, features, horizon, [*model_overrides(name, features, horizon, args), *args.override], folder)
+                run_cell(
+                    args.data,
+                    features,
+                    horizon,
+                    [*model_overrides(name, features, horizon, args), *args.override],
+                    folder,
+                )
                 table.write_text(header + render(collect(folders)))  # after every run, so a long grid's rows survive
     table.write_text(header + render(collect(folders)))
     print(table.read_text())

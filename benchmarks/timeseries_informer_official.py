@@ -15,12 +15,25 @@ import sys
 import torch
 
 RENAMES = [
-    ("value_embedding.tokenConv", "value"), ("temporal_embedding.embed", "temporal"),
-    ("encoder.attn_layers", "encoder_layers"), ("encoder.conv_layers", "distilling"), ("downConv", "conv"),
-    ("encoder.norm", "encoder_norm"), ("decoder.layers", "decoder_layers"), ("decoder.norm", "decoder_norm"),
-    ("query_projection", "query"), ("key_projection", "key"), ("value_projection", "value"), ("out_projection", "out"),
-    ("conv1", "ffn.fc1"), ("conv2", "ffn.fc2"), ("projection", "head"),
-] + [(f"temporal_embedding.{field}_embed", f"temporal.tables.{i}") for i, field in enumerate(["month", "day", "weekday", "hour", "minute"])]
+    ("value_embedding.tokenConv", "value"),
+    ("temporal_embedding.embed", "temporal"),
+    ("encoder.attn_layers", "encoder_layers"),
+    ("encoder.conv_layers", "distilling"),
+    ("downConv", "conv"),
+    ("encoder.norm", "encoder_norm"),
+    ("decoder.layers", "decoder_layers"),
+    ("decoder.norm", "decoder_norm"),
+    ("query_projection", "query"),
+    ("key_projection", "key"),
+    ("value_projection", "value"),
+    ("out_projection", "out"),
+    ("conv1", "ffn.fc1"),
+    ("conv2", "ffn.fc2"),
+    ("projection", "head"),
+] + [
+    (f"temporal_embedding.{field}_embed", f"temporal.tables.{i}")
+    for i, field in enumerate(["month", "day", "weekday", "hour", "minute"])
+]
 
 
 def convert_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -46,8 +59,26 @@ def main() -> None:
     from zoo.models.informer import Informer
 
     print("| attention | embed | seq_len | label_len | horizon | max abs difference |\n|---|---|---|---|---|---|")
-    for attn, embed, length, label, horizon in [("prob", "timeF", 96, 48, 24), ("full", "timeF", 96, 48, 24), ("prob", "fixed", 168, 168, 168), ("prob", "learned", 720, 336, 720)]:
-        kw = dict(factor=5, d_model=64, n_heads=4, e_layers=3, d_layers=2, d_ff=128, dropout=0.0, attn=attn, embed=embed, freq="h", distil=True, mix=True)
+    for attn, embed, length, label, horizon in [
+        ("prob", "timeF", 96, 48, 24),
+        ("full", "timeF", 96, 48, 24),
+        ("prob", "fixed", 168, 168, 168),
+        ("prob", "learned", 720, 336, 720),
+    ]:
+        kw = dict(
+            factor=5,
+            d_model=64,
+            n_heads=4,
+            e_layers=3,
+            d_layers=2,
+            d_ff=128,
+            dropout=0.0,
+            attn=attn,
+            embed=embed,
+            freq="h",
+            distil=True,
+            mix=True,
+        )
         torch.manual_seed(0)
         official = Official(7, 7, 7, length, label, horizon, **kw)
         ours = Informer(in_features=7, num_classes=7, label_len=label, pred_len=horizon, **kw)
@@ -56,7 +87,15 @@ def main() -> None:
         if embed == "timeF":
             marks = lambda n: torch.rand(4, n, 4) - 0.5
         else:
-            marks = lambda n: torch.stack([torch.randint(1, 13, (4, n)), torch.randint(1, 32, (4, n)), torch.randint(0, 7, (4, n)), torch.randint(0, 24, (4, n))], -1).float()
+            marks = lambda n: torch.stack(
+                [
+                    torch.randint(1, 13, (4, n)),
+                    torch.randint(1, 32, (4, n)),
+                    torch.randint(0, 7, (4, n)),
+                    torch.randint(0, 24, (4, n)),
+                ],
+                -1,
+            ).float()
         x_mark, dec_mark = marks(length), marks(label + horizon)
         torch.manual_seed(1)
         expected = official(x, x_mark, dec, dec_mark)

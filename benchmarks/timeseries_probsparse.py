@@ -46,7 +46,11 @@ class CanonicalAttention(nn.Module):
 
 
 def build(method: str) -> nn.Module:
-    inner = {"probsparse": lambda: ProbSparseAttention(factor=5), "canonical": CanonicalAttention, "sdpa": FullAttention}[method]()
+    inner = {
+        "probsparse": lambda: ProbSparseAttention(factor=5),
+        "canonical": CanonicalAttention,
+        "sdpa": FullAttention,
+    }[method]()
     return AttentionLayer(inner, d_model=512, n_heads=8).eval()
 
 
@@ -89,18 +93,39 @@ def main() -> None:
     rows = {}
     for length in QUICK_LENGTHS if args.quick else LENGTHS:
         for method in ("probsparse", "canonical", "sdpa"):
-            cmd = [sys.executable, "-m", "benchmarks.timeseries_probsparse", "--threads", str(args.threads), "--device", args.device, "--one", method, str(length)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.timeseries_probsparse",
+                "--threads",
+                str(args.threads),
+                "--device",
+                args.device,
+                "--one",
+                method,
+                str(length),
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             rows[method, length] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
-            print(method, length, rows[method, length] or done.stderr.strip().splitlines()[-1], file=sys.stderr, flush=True)
+            print(
+                method,
+                length,
+                rows[method, length] or done.stderr.strip().splitlines()[-1],
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"device: {args.device}, threads: {args.threads}, d_model 512, 8 heads, batch 1, factor 5, forward (eval)\n")
-    print("| L | u = 5 ceil(ln L) | ProbSparse ms | canonical ms | SDPA ms | ProbSparse MB | canonical MB | SDPA MB | canonical / ProbSparse time |")
+    print(
+        "| L | u = 5 ceil(ln L) | ProbSparse ms | canonical ms | SDPA ms | ProbSparse MB | canonical MB | SDPA MB | canonical / ProbSparse time |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for length in QUICK_LENGTHS if args.quick else LENGTHS:
         p, c, s = (rows[m, length] for m in ("probsparse", "canonical", "sdpa"))
         cell = lambda r, key: f"{r[key]:.1f}" if r else "failed"
         ratio = f"{c['ms'] / p['ms']:.1f}x" if p and c else "-"
-        print(f"| {length} | {active_count(5, length)} | {cell(p, 'ms')} | {cell(c, 'ms')} | {cell(s, 'ms')} | {cell(p, 'peak_mb')} | {cell(c, 'peak_mb')} | {cell(s, 'peak_mb')} | {ratio} |")
+        print(
+            f"| {length} | {active_count(5, length)} | {cell(p, 'ms')} | {cell(c, 'ms')} | {cell(s, 'ms')} | {cell(p, 'peak_mb')} | {cell(c, 'peak_mb')} | {cell(s, 'peak_mb')} | {ratio} |"
+        )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,14 @@ def main() -> None:
             output = second.get("predictions", second["output_dir"])
         metric = spec.get("metric", "test/loss")
         value = trained.get("metrics", {}).get(metric, float("nan"))
-        table.add_row(domain, trained.get("model", "?"), metric, f"{value:.4g}" if isinstance(value, float) else str(value), f"{time.time() - start:.0f}", output)
+        table.add_row(
+            domain,
+            trained.get("model", "?"),
+            metric,
+            f"{value:.4g}" if isinstance(value, float) else str(value),
+            f"{time.time() - start:.0f}",
+            output,
+        )
     Console(width=200).print(table)
     print(f"All runs are under {runs}/<domain>/<verb>/{stamp}/")
 

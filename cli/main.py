@@ -19,9 +19,10 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -51,7 +52,9 @@ def user_error_in(err: BaseException) -> ZooError | None:
 def domains() -> list[str]:
     import domains as package
 
-    found = {p.name for root in package.__path__ for p in Path(root).iterdir() if (p / "configs" / "train.yaml").is_file()}
+    found = {
+        p.name for root in package.__path__ for p in Path(root).iterdir() if (p / "configs" / "train.yaml").is_file()
+    }
     return sorted(found)
 
 
@@ -139,7 +142,9 @@ def preflight(domain: str, config_name: str, overrides: Sequence[str]) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         causes = [str(err)] + ([str(err.__cause__)] if err.__cause__ else [])
         text = " ".join(" ".join(c.split("Config search path")[0].split()) for c in causes)
-        fail(f"bad config or override: {text} (see `zoo {domain} --help`; `zoo {domain} {config_name} --cfg job` prints the config)")
+        fail(
+            f"bad config or override: {text} (see `zoo {domain} --help`; `zoo {domain} {config_name} --cfg job` prints the config)"
+        )
     finally:
         GlobalHydra.instance().clear()
     check_model_name(cfg)
@@ -151,7 +156,13 @@ def run_domain(domain: str, verb: str, args: list[str], verbose: bool) -> None:
     config_name, extra = config_for(domain, verb)
     hydra_args = [*args, *extra]
     flags = {"-m", "--multirun", "--cfg", "-c", "--info", "--help", "-h", "--resolve", "--package", "-p"}
-    overrides = [a for i, a in enumerate(hydra_args) if a not in flags and not a.startswith("-") and not (i and hydra_args[i - 1] in ("--cfg", "-c", "--package", "-p", "--info"))]
+    overrides = [
+        a
+        for i, a in enumerate(hydra_args)
+        if a not in flags
+        and not a.startswith("-")
+        and not (i and hydra_args[i - 1] in ("--cfg", "-c", "--package", "-p", "--info"))
+    ]
     preflight(domain, config_name, overrides)
 
     full_argv = list(sys.argv)
@@ -219,7 +230,9 @@ def cmd_list(args: argparse.Namespace) -> None:
         table = Table("name", "family", "parameters", "recurrent", "pretrained tags")
         for name in list_models(pattern):
             info = describe(name)
-            table.add_row(name, info["family"], f"{info['params']:,}", "yes" if info["recurrent"] else "", ", ".join(info["tags"]))
+            table.add_row(
+                name, info["family"], f"{info['params']:,}", "yes" if info["recurrent"] else "", ", ".join(info["tags"])
+            )
     Console(width=160).print(table)
 
 
@@ -234,7 +247,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     try:
         module = importlib.import_module(f"benchmarks.{args.suite}")
     except ModuleNotFoundError:
-        fail(f"no benchmark suite {args.suite!r}: benchmarks ship with the source tree; run from a checkout (see docs/performance.md)")
+        fail(
+            f"no benchmark suite {args.suite!r}: benchmarks ship with the source tree; run from a checkout (see docs/performance.md)"
+        )
     sys.argv = [f"benchmarks.{args.suite}", *args.rest]
     module.main()
 
@@ -242,8 +257,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def parse_global(argv: list[str]) -> argparse.Namespace:
     from zoo import __version__
 
-    parser = argparse.ArgumentParser(prog="zoo", description="longzoo: long-sequence models for domain scientists.",
-                                     epilog=f"domains: {', '.join(domains())}. `zoo <domain> --help` for a domain's verbs and configs.")
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="longzoo: long-sequence models for domain scientists.",
+        epilog=f"domains: {', '.join(domains())}. `zoo <domain> --help` for a domain's verbs and configs.",
+    )
     parser.add_argument("--version", action="version", version=f"longzoo {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command")
@@ -275,9 +293,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             import difflib
 
             close = difflib.get_close_matches(argv[0], domains() + ["list", "download", "bench"], n=3)
-            fail(f"unknown command or domain {argv[0]!r}{'; did you mean ' + ', '.join(close) + '?' if close else ''} (domains: {', '.join(domains())})")
+            fail(
+                f"unknown command or domain {argv[0]!r}{'; did you mean ' + ', '.join(close) + '?' if close else ''} (domains: {', '.join(domains())})"
+            )
         args = parse_global(argv)
-        {"list": cmd_list, "download": cmd_download, "bench": cmd_bench}.get(args.command, lambda a: parse_global(["--help"]))(args)
+        {"list": cmd_list, "download": cmd_download, "bench": cmd_bench}.get(
+            args.command, lambda a: parse_global(["--help"])
+        )(args)
     except ZooError as err:
         if verbose:
             raise

@@ -52,7 +52,9 @@ def test_isolated_cases_return_results_failures_and_caps():
     base = harness.run_isolated(_resident_mb)
     cap_gb = (base + 200) / 1024
     assert harness.run_isolated(_hold, 8, 0.3, mem_cap_gb=cap_gb) == {"held": 8}
-    assert harness.run_isolated(_hold, 500, 20, mem_cap_gb=cap_gb, timeout_s=15) == {"skipped": f"skipped: >{cap_gb:g} GB"}
+    assert harness.run_isolated(_hold, 500, 20, mem_cap_gb=cap_gb, timeout_s=15) == {
+        "skipped": f"skipped: >{cap_gb:g} GB"
+    }
 
 
 def test_skip_larger_stops_running_after_the_first_skip():
@@ -66,7 +68,9 @@ def test_rows_and_table():
     measured, skipped = {"ms": 10.0, "cpu_ms": 4.0}, {"skipped": "skipped: >8 GB"}
     assert harness.value_or_reason(measured) == 10.0 and harness.value_or_reason(skipped) == "skipped: >8 GB"
     assert harness.ratio({"ms": 30.0}, measured, "ms") == 3.0 and harness.ratio(skipped, measured, "ms") is None
-    table = harness.markdown_table([{"L": 1024, "ms": 123.4, "MB": 0.01234}, {"L": 2048, "ms": "skipped: >8 GB", "note": "a|b"}])
+    table = harness.markdown_table(
+        [{"L": 1024, "ms": 123.4, "MB": 0.01234}, {"L": 2048, "ms": "skipped: >8 GB", "note": "a|b"}]
+    )
     assert table.splitlines() == [
         "| L | ms | MB | note |",
         "|---|---|---|---|",
@@ -115,8 +119,12 @@ def test_zoo_bench_layers_writes_all_suites_between_the_markers(tmp_path, monkey
     zoo(["bench", "layers", "--quick", "--out", str(out)])
     text = out.read_text()
     assert text.startswith("Prose before.\n\n") and text.endswith("\n\nProse after.\n") and "old" not in text
-    assert [name for name, _ in calls] == ["benchmarks.layers_fftconv_scan", "s5", "benchmarks.layers_mamba",
-                                           "benchmarks.layers_xlstm"]
+    assert [name for name, _ in calls] == [
+        "benchmarks.layers_fftconv_scan",
+        "s5",
+        "benchmarks.layers_mamba",
+        "benchmarks.layers_xlstm",
+    ]
     assert all(args[0] is True for _, args in calls)  # --quick reached every suite
     assert "### s5 table" in text and "python -m benchmarks.layers --quick" in text
 

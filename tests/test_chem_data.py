@@ -55,10 +55,14 @@ def test_csv_with_targets_canonicalised_and_deduplicated(tmp_path, compress):
 
 
 def test_tsv_smi_and_sdf_read_the_same_molecules(tmp_path):
-    tsv = read_molecules(write(tmp_path / "a.tsv", "smiles\tid\n" + "".join(f"{s}\t{i}\n" for i, s in enumerate(MOLECULES))))
+    tsv = read_molecules(
+        write(tmp_path / "a.tsv", "smiles\tid\n" + "".join(f"{s}\t{i}\n" for i, s in enumerate(MOLECULES)))
+    )
     smi = read_molecules(write(tmp_path / "a.smi", "".join(f"{s} id{i}\n" for i, s in enumerate(MOLECULES))))
-    sdf = read_molecules(write(tmp_path / "a.sdf.gz", sdf_text([(s, {"y": i}) for i, s in enumerate(MOLECULES)]), True),
-                         target_columns=["y"])
+    sdf = read_molecules(
+        write(tmp_path / "a.sdf.gz", sdf_text([(s, {"y": i}) for i, s in enumerate(MOLECULES)]), True),
+        target_columns=["y"],
+    )
     assert tsv.smiles == smi.smiles == sdf.smiles
     assert smi.molecules[1].id == "id1"
     assert [m.targets["y"] for m in sdf.molecules] == [0.0, 1.0, 2.0, 4.0, 5.0]
@@ -74,7 +78,9 @@ def test_smi_with_a_header_carries_labels(tmp_path):
         read_molecules(write(tmp_path / "d.smi", "smiles name y\nCCO a 1\nCCN b\n"), target_columns=["y"])
     with pytest.raises(DataError, match=r"b.smi:1: no header line naming the columns y"):
         read_molecules(write(tmp_path / "b.smi", "CCO 1 5.5\n"), target_columns=["y"])
-    assert read_molecules(write(tmp_path / "c.smi", "CCO ethyl alcohol\n")).molecules[0].id == "ethyl"  # no labels: names may have spaces
+    assert (
+        read_molecules(write(tmp_path / "c.smi", "CCO ethyl alcohol\n")).molecules[0].id == "ethyl"
+    )  # no labels: names may have spaces
 
 
 def test_options_keep_input_spelling_and_duplicates(tmp_path):
@@ -92,14 +98,17 @@ def test_empty_label_is_missing_not_an_error(tmp_path):
 # ------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("name,text,message", [
-    ("bad.csv", "smiles,y\nCCO,1\nC1CC,2\n", r"bad.csv:3: unparsable SMILES 'C1CC'"),
-    ("bad.smi", "CCO\n\nCCN\n", r"bad.smi:2: empty line"),
-    ("bad.csv", "smiles,y\nCCO,1\n\nCCN,2\n", r"bad.csv:3: empty line"),
-    ("bad.csv", "smiles,y\nCCO,abc\n", r"bad.csv:2: target 'y' = 'abc' is not a number"),
-    ("bad.csv", "smiles,y\nCCO,1,7\n", r"bad.csv:2: 3 fields, header has 2"),
-    ("bad.smi", "CCO\nC(C)(C)(C)(C)C\n", r"bad.smi:2: unparsable SMILES"),  # pentavalent carbon
-])
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("bad.csv", "smiles,y\nCCO,1\nC1CC,2\n", r"bad.csv:3: unparsable SMILES 'C1CC'"),
+        ("bad.smi", "CCO\n\nCCN\n", r"bad.smi:2: empty line"),
+        ("bad.csv", "smiles,y\nCCO,1\n\nCCN,2\n", r"bad.csv:3: empty line"),
+        ("bad.csv", "smiles,y\nCCO,abc\n", r"bad.csv:2: target 'y' = 'abc' is not a number"),
+        ("bad.csv", "smiles,y\nCCO,1,7\n", r"bad.csv:2: 3 fields, header has 2"),
+        ("bad.smi", "CCO\nC(C)(C)(C)(C)C\n", r"bad.smi:2: unparsable SMILES"),  # pentavalent carbon
+    ],
+)
 def test_bad_records_are_reported_with_file_and_line(tmp_path, name, text, message):
     with pytest.raises(DataError, match=message) as err:
         read_molecules(write(tmp_path / name, text), target_columns=["y"] if name.endswith(".csv") else [])
@@ -180,10 +189,21 @@ def test_scaffold_split_keeps_scaffolds_apart_and_random_split_is_seeded():
 
 
 def test_smiles_datamodule_batches_and_context_packing(tmp_path):
-    rows = "smiles,family\n" + "".join(f"{'C' * n}N,a\n" for n in range(1, 9)) + "".join(f"{'C' * n}O,b\n" for n in range(1, 9))
+    rows = (
+        "smiles,family\n"
+        + "".join(f"{'C' * n}N,a\n" for n in range(1, 9))
+        + "".join(f"{'C' * n}O,b\n" for n in range(1, 9))
+    )
     path = write(tmp_path / "fam.csv", rows)
-    dm = SmilesDataModule(path=str(path), group_column="family", context_size=3, batch_size=4, split="random",
-                          val_fraction=0.0, test_fraction=0.0)
+    dm = SmilesDataModule(
+        path=str(path),
+        group_column="family",
+        context_size=3,
+        batch_size=4,
+        split="random",
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["ids"].shape[0] == 4 and batch["mask"].dtype == torch.bool

@@ -30,14 +30,33 @@ def amine_fraction(result: dict) -> tuple[float, int]:
 
 def test_in_context_prompt_steers_generation(tmp_path):
     data = family_file(tmp_path / "families.csv")
-    common = [*TINY_LSTM, f"data.path={data}", "data.group_column=family", "data.context_size=4", "data.batch_size=16",
-              "data.val_fraction=0.1", "data.test_fraction=0.1"]
-    trained = run(config("train", tmp_path / "t", *common, "trainer.max_epochs=40", "task.eval_samples=0", "task.optimizer.lr=5e-3"))
+    common = [
+        *TINY_LSTM,
+        f"data.path={data}",
+        "data.group_column=family",
+        "data.context_size=4",
+        "data.batch_size=16",
+        "data.val_fraction=0.1",
+        "data.test_fraction=0.1",
+    ]
+    trained = run(
+        config(
+            "train", tmp_path / "t", *common, "trainer.max_epochs=40", "task.eval_samples=0", "task.optimizer.lr=5e-3"
+        )
+    )
     prompts = {"unprompted": None, "amine": "[CCCNC,CCNCC,CCCCN]", "oxygen": "[CCCOC,CCOCC,CCCCO]"}
     fractions = {}
     for name, prompt in prompts.items():
-        result = run(config("sample", tmp_path / name, *common, f"ckpt_path={trained['best_checkpoint']}", "data.num_samples=40",
-                            *([f"data.prompt={prompt}"] if prompt else [])))
+        result = run(
+            config(
+                "sample",
+                tmp_path / name,
+                *common,
+                f"ckpt_path={trained['best_checkpoint']}",
+                "data.num_samples=40",
+                *([f"data.prompt={prompt}"] if prompt else []),
+            )
+        )
         fractions[name], valid = amine_fraction(result)
         assert valid >= 20, (name, valid)
     # Half the training molecules are amines, and unprompted the model writes both families; the prompt moves

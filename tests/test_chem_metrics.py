@@ -13,7 +13,13 @@ from rdkit.Chem import Descriptors
 
 from domains.chem.drawing import draw_grid
 from domains.chem.metrics import (
-    fcd_available, generation_metrics, internal_diversity, morgan_fingerprints, property_metrics, roc_auc, to_mol,
+    fcd_available,
+    generation_metrics,
+    internal_diversity,
+    morgan_fingerprints,
+    property_metrics,
+    roc_auc,
+    to_mol,
     wasserstein_1d,
 )
 
@@ -22,8 +28,8 @@ def test_validity_uniqueness_novelty_by_hand():
     generated = ["CCO", "OCC", "c1ccccc1", "C1CC", "", "CCN", "XX"]  # OCC == CCO; C1CC unclosed ring; '' = unfinished
     metrics = generation_metrics(generated, training=["CCO"])
     assert metrics["validity"] == pytest.approx(4 / 7)
-    assert metrics["uniqueness"] == pytest.approx(3 / 4)   # CCO, c1ccccc1, CCN
-    assert metrics["novelty"] == pytest.approx(2 / 3)      # CCO was in training (written differently)
+    assert metrics["uniqueness"] == pytest.approx(3 / 4)  # CCO, c1ccccc1, CCN
+    assert metrics["novelty"] == pytest.approx(2 / 3)  # CCO was in training (written differently)
 
 
 def test_internal_diversity_equals_brute_force_pairs():
@@ -40,7 +46,7 @@ def test_wasserstein_matches_a_shift_and_the_quantile_formula():
     a = rng.normal(size=500)
     assert wasserstein_1d(a, a + 2.5) == pytest.approx(2.5)  # a pure shift moves every unit of mass by 2.5
     b = rng.normal(size=500) * 2
-    quantile_form = np.abs(np.sort(a) - np.sort(b)).mean()    # equal sizes: W1 is the mean gap of sorted samples
+    quantile_form = np.abs(np.sort(a) - np.sort(b)).mean()  # equal sizes: W1 is the mean gap of sorted samples
     assert wasserstein_1d(a, b) == pytest.approx(quantile_form)
 
 
@@ -50,7 +56,9 @@ def test_descriptor_distance_is_zero_against_itself_and_grows_with_size():
     same = generation_metrics(small, reference=small)
     assert all(same[f"w1_{k}"] == pytest.approx(0.0) for k in ("mw", "logp", "qed", "tpsa"))
     shifted = generation_metrics(small, reference=large)
-    mw_gap = np.mean([Descriptors.MolWt(to_mol(s)) for s in large]) - np.mean([Descriptors.MolWt(to_mol(s)) for s in small])
+    mw_gap = np.mean([Descriptors.MolWt(to_mol(s)) for s in large]) - np.mean(
+        [Descriptors.MolWt(to_mol(s)) for s in small]
+    )
     assert shifted["w1_mw"] == pytest.approx(mw_gap)  # every small molecule is lighter than every large one
 
 

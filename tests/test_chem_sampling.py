@@ -6,17 +6,28 @@ import pytest
 import torch
 
 from domains.chem.sampling import (
-    next_token_logits, next_token_step, prompt_ids, sample, sample_batch, sample_rows, sequence_logp,
+    next_token_logits,
+    next_token_step,
+    prompt_ids,
+    sample,
+    sample_batch,
+    sample_rows,
+    sequence_logp,
 )
-from zoo.models.base import language_model_kwargs
 from domains.chem.tokenizer import SmilesTokenizer
+from zoo.models.base import language_model_kwargs
 from zoo.registry import create_model
 
-TOKENIZER = SmilesTokenizer.from_smiles(["CCO", "c1ccccc1N", "CC(=O)Cl", "C[C@@H](Br)F", "C1CC%10CC1CCCCCCC%10", "[Na+].[Cl-]"])
+TOKENIZER = SmilesTokenizer.from_smiles(
+    ["CCO", "c1ccccc1N", "CC(=O)Cl", "C[C@@H](Br)F", "C1CC%10CC1CCCCCCC%10", "[Na+].[Cl-]"]
+)
 # (registry name, kwargs): the LSTM baseline; Bio-xLSTM with an sLSTM block and a tied head; and the layout of
 # `model=chem_xlstm` (mLSTM blocks only, separate LM head) at test size.
-RECURRENT = {"lstm": ("test_lstm", {}), "xlstm_mixed": ("test_bio_xlstm", {}),
-             "xlstm_chem": ("test_bio_xlstm", {"slstm_at": [], "tie_weights": False})}
+RECURRENT = {
+    "lstm": ("test_lstm", {}),
+    "xlstm_mixed": ("test_bio_xlstm", {}),
+    "xlstm_chem": ("test_bio_xlstm", {"slstm_at": [], "tie_weights": False}),
+}
 
 
 def language_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
@@ -42,7 +53,9 @@ def test_step_logits_equal_full_sequence_logits(name, kwargs):
     torch.testing.assert_close(torch.stack(stepped, 1), full, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name,kwargs", [*RECURRENT.values(), ("test_transformer", {})], ids=[*RECURRENT, "transformer"])
+@pytest.mark.parametrize(
+    "name,kwargs", [*RECURRENT.values(), ("test_transformer", {})], ids=[*RECURRENT, "transformer"]
+)
 def test_sampled_log_likelihood_equals_full_forward(name, kwargs):
     # The sampler scores each token with the logits it sampled from (step() for recurrent models);
     # re-scoring the finished molecule with one parallel forward pass must give the same number.
@@ -53,7 +66,9 @@ def test_sampled_log_likelihood_equals_full_forward(name, kwargs):
     for s in samples:
         assert s.logp == pytest.approx(sequence_logp(model, TOKENIZER, s.tokens, prompt=["CCO", "CC(=O)Cl"]), abs=1e-3)
         if s.finished and s.tokens[-1] == TOKENIZER.eos_id:  # the SMILES string re-encodes to the same tokens
-            assert s.logp == pytest.approx(sequence_logp(model, TOKENIZER, s.text, prompt=["CCO", "CC(=O)Cl"]), abs=1e-3)
+            assert s.logp == pytest.approx(
+                sequence_logp(model, TOKENIZER, s.text, prompt=["CCO", "CC(=O)Cl"]), abs=1e-3
+            )
 
 
 def test_seed_reproduces_and_batches_do_not_change_the_draw_count():
@@ -82,7 +97,9 @@ def test_top_k_restricts_to_the_k_most_likely_first_tokens():
     logits[[TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.unk_id]] = float("-inf")
     allowed = {TOKENIZER.tokens[i] for i in logits.topk(3).indices.tolist()}
     samples = sample(model, TOKENIZER, 40, batch_size=40, seed=0, top_k=3, max_tokens=1)
-    firsts = {TOKENIZER.tokens[TOKENIZER.encode(s.text, bos=False, eos=False)[0]] if s.text else "<end>" for s in samples}
+    firsts = {
+        TOKENIZER.tokens[TOKENIZER.encode(s.text, bos=False, eos=False)[0]] if s.text else "<end>" for s in samples
+    }
     assert firsts <= allowed | {"<end>"} and len(firsts) > 1
 
 

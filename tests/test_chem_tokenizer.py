@@ -9,15 +9,37 @@ from domains.chem.tokenizer import BOS, EOS, PAD, SEP, UNK, SmilesTokenizer, spl
 from zoo.errors import DataError, ZooError
 
 TRICKY = {
-    "C[C@@H](N)C(=O)O": ["C", "[C@@H]", "(", "N", ")", "C", "(", "=", "O", ")", "O"],    # chirality in brackets
-    "F/C=C/F": ["F", "/", "C", "=", "C", "/", "F"],                                      # E/Z bonds
+    "C[C@@H](N)C(=O)O": ["C", "[C@@H]", "(", "N", ")", "C", "(", "=", "O", ")", "O"],  # chirality in brackets
+    "F/C=C/F": ["F", "/", "C", "=", "C", "/", "F"],  # E/Z bonds
     "C\\C=C\\C": ["C", "\\", "C", "=", "C", "\\", "C"],
-    "[2H]C([2H])([2H])Cl": ["[2H]", "C", "(", "[2H]", ")", "(", "[2H]", ")", "Cl"],       # isotopes, Cl not C + l
+    "[2H]C([2H])([2H])Cl": ["[2H]", "C", "(", "[2H]", ")", "(", "[2H]", ")", "Cl"],  # isotopes, Cl not C + l
     "[O-][N+](=O)c1ccccc1Br": ["[O-]", "[N+]", "(", "=", "O", ")", "c", "1", "c", "c", "c", "c", "c", "1", "Br"],
     "C1CC%10CC1CCCCCCC%10": ["C", "1", "C", "C", "%10", "C", "C", "1"] + ["C"] * 7 + ["%10"],  # two-digit ring bond
-    "C%(123)CC%(123)": ["C", "%(123)", "C", "C", "%(123)"],                              # RDKit's three-digit form
-    "[Na+].[Cl-]": ["[Na+]", ".", "[Cl-]"],                                              # salts
-    "c1ccc2c(c1)[se]c1ccccc12": ["c", "1", "c", "c", "c", "2", "c", "(", "c", "1", ")", "[se]", "c", "1", "c", "c", "c", "c", "c", "1", "2"],
+    "C%(123)CC%(123)": ["C", "%(123)", "C", "C", "%(123)"],  # RDKit's three-digit form
+    "[Na+].[Cl-]": ["[Na+]", ".", "[Cl-]"],  # salts
+    "c1ccc2c(c1)[se]c1ccccc12": [
+        "c",
+        "1",
+        "c",
+        "c",
+        "c",
+        "2",
+        "c",
+        "(",
+        "c",
+        "1",
+        ")",
+        "[se]",
+        "c",
+        "1",
+        "c",
+        "c",
+        "c",
+        "c",
+        "c",
+        "1",
+        "2",
+    ],
     "CC(C)(C)[Si](C)(C)O": ["C", "C", "(", "C", ")", "(", "C", ")", "[Si]", "(", "C", ")", "(", "C", ")", "O"],
     "[13CH4]": ["[13CH4]"],
     "C#N": ["C", "#", "N"],
@@ -25,12 +47,35 @@ TRICKY = {
     "*C(=O)O": ["*", "C", "(", "=", "O", ")", "O"],
     "c1cc[nH]c1": ["c", "1", "c", "c", "[nH]", "c", "1"],
     "[NH3+][C@@H](C)C(=O)[O-]": ["[NH3+]", "[C@@H]", "(", "C", ")", "C", "(", "=", "O", ")", "[O-]"],  # zwitterion
-    "c1cc[nH+]cc1": ["c", "1", "c", "c", "[nH+]", "c", "c", "1"],                        # charged aromatic
-    "[Fe+2].[O-2]": ["[Fe+2]", ".", "[O-2]"],                                            # charge counts
+    "c1cc[nH+]cc1": ["c", "1", "c", "c", "[nH+]", "c", "c", "1"],  # charged aromatic
+    "[Fe+2].[O-2]": ["[Fe+2]", ".", "[O-2]"],  # charge counts
     "N[C@H]1CC[C@@](C)(O)CC1": ["N", "[C@H]", "1", "C", "C", "[C@@]", "(", "C", ")", "(", "O", ")", "C", "C", "1"],
-    "c1ccoc1.c1ccsc1.c1cc[se]c1": ["c", "1", "c", "c", "o", "c", "1", ".", "c", "1", "c", "c", "s", "c", "1", ".",
-                                   "c", "1", "c", "c", "[se]", "c", "1"],                 # aromatic o, s, [se]
-    "CSc1ccccc1": ["C", "S", "c", "1", "c", "c", "c", "c", "c", "1"],                     # S then aromatic c, not Sc
+    "c1ccoc1.c1ccsc1.c1cc[se]c1": [
+        "c",
+        "1",
+        "c",
+        "c",
+        "o",
+        "c",
+        "1",
+        ".",
+        "c",
+        "1",
+        "c",
+        "c",
+        "s",
+        "c",
+        "1",
+        ".",
+        "c",
+        "1",
+        "c",
+        "c",
+        "[se]",
+        "c",
+        "1",
+    ],  # aromatic o, s, [se]
+    "CSc1ccccc1": ["C", "S", "c", "1", "c", "c", "c", "c", "c", "1"],  # S then aromatic c, not Sc
     "BrC(Cl)=C(Br)Cl": ["Br", "C", "(", "Cl", ")", "=", "C", "(", "Br", ")", "Cl"],
     "C%99CC%99": ["C", "%99", "C", "C", "%99"],
 }
@@ -69,8 +114,13 @@ def test_unknown_token_maps_to_unk_and_is_dropped_on_decode():
 def test_context_encoding_separates_molecules():
     tokenizer = SmilesTokenizer.from_smiles(["CCO", "CN"])
     closed = tokenizer.encode_context(["CCO", "CN"])
-    assert closed == [tokenizer.bos_id, *tokenizer.encode("CCO", False, False), tokenizer.sep_id,
-                      *tokenizer.encode("CN", False, False), tokenizer.eos_id]
+    assert closed == [
+        tokenizer.bos_id,
+        *tokenizer.encode("CCO", False, False),
+        tokenizer.sep_id,
+        *tokenizer.encode("CN", False, False),
+        tokenizer.eos_id,
+    ]
     assert tokenizer.encode_context(["CCO", "CN"], close=False)[-1] == tokenizer.sep_id
 
 
@@ -84,7 +134,7 @@ def test_unexpected_character_names_position():
 def test_save_and_load(tmp_path):
     tokenizer = SmilesTokenizer.from_smiles(TRICKY)
     tokenizer.save(tmp_path / "tokenizer.json")
-    assert SmilesTokenizer.load(tmp_path).tokens == tokenizer.tokens             # a model folder
+    assert SmilesTokenizer.load(tmp_path).tokens == tokenizer.tokens  # a model folder
     assert SmilesTokenizer.load(tmp_path / "tokenizer.json").tokens == tokenizer.tokens
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ZooError, match="not a longzoo SMILES tokenizer"):

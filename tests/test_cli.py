@@ -24,7 +24,9 @@ def plugin_root(tmp_path_factory) -> Path:
     shutil.copytree(FIXTURES / "configs", toy / "configs")
     shutil.copy(REPO / "domains" / "__init__.py", root / "domains" / "__init__.py")
     (toy / "configs" / "__init__.py").write_text("")
-    (toy / "__init__.py").write_text('"""A toy counting task (test fixture)."""\nEXAMPLES = ["zoo toy train trainer.max_epochs=1"]\n')
+    (toy / "__init__.py").write_text(
+        '"""A toy counting task (test fixture)."""\nEXAMPLES = ["zoo toy train trainer.max_epochs=1"]\n'
+    )
     return root
 
 
@@ -55,8 +57,17 @@ def test_cfg_job_prints_without_running(plugin_root, tmp_path):
 
 
 def test_multirun_sweeps(plugin_root, tmp_path):
-    result = zoo("toy", "train", "-m", "seed=1,2", "trainer.max_epochs=1", "callbacks=none", "trainer.enable_checkpointing=false",
-                 root=plugin_root, runs=tmp_path)
+    result = zoo(
+        "toy",
+        "train",
+        "-m",
+        "seed=1,2",
+        "trainer.max_epochs=1",
+        "callbacks=none",
+        "trainer.enable_checkpointing=false",
+        root=plugin_root,
+        runs=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "toy" / "train").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]

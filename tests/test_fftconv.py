@@ -35,7 +35,9 @@ def test_bidirectional_matches_conv1d_same(length, taps, with_bias):
     torch.manual_seed(taps)
     u, k = torch.randn(2, 4, length), torch.randn(4, taps)
     bias = torch.randn(4) if with_bias else None
-    torch.testing.assert_close(fftconv(u, k, bias, causal=False), direct_conv(u, k, bias, causal=False), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        fftconv(u, k, bias, causal=False), direct_conv(u, k, bias, causal=False), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_bidirectional_convention():
@@ -76,7 +78,11 @@ def test_gradients_gradcheck(causal):
 @pytest.mark.parametrize("causal", [True, False])
 def test_gradients_match_conv1d(causal):
     torch.manual_seed(3)
-    u, k, bias = torch.randn(2, 3, 50, requires_grad=True), torch.randn(3, 31, requires_grad=True), torch.randn(3, requires_grad=True)
+    u, k, bias = (
+        torch.randn(2, 3, 50, requires_grad=True),
+        torch.randn(3, 31, requires_grad=True),
+        torch.randn(3, requires_grad=True),
+    )
     g = torch.randn(2, 3, 50)
     ours = torch.autograd.grad(fftconv(u, k, bias, causal=causal), (u, k, bias), g)
     ref = torch.autograd.grad(direct_conv(u, k, bias, causal=causal), (u, k, bias), g)

@@ -19,8 +19,15 @@ from zoo.training import run
 
 def config(run_dir: Path, *overrides: str):
     with initialize_config_module("domains.genomics.configs", version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir.parent}",
-                                           "trainer.enable_progress_bar=false", *overrides])
+        return compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={run_dir}",
+                f"paths.log_dir={run_dir.parent}",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )
 
 
 @pytest.mark.slow

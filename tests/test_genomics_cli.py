@@ -12,7 +12,12 @@ import pytest
 from tests.zoo_cli import one_line_error
 from tests.zoo_cli import zoo as run_zoo
 
-TINY = ["model.kwargs.d_model=32", "model.kwargs.d_inner=64", "model.kwargs.filter_order=16", "trainer.enable_progress_bar=false"]
+TINY = [
+    "model.kwargs.d_model=32",
+    "model.kwargs.d_inner=64",
+    "model.kwargs.filter_order=16",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def zoo(*args: str, runs: Path):
@@ -22,15 +27,20 @@ def zoo(*args: str, runs: Path):
 def test_help_lists_verbs_models_and_examples(tmp_path):
     text = zoo("--help", runs=tmp_path / "runs").stdout
     assert "verbs: embed, eval, export, finetune, predict, pretrain, train" in text
-    assert "model: dna_xlstm, dna_xlstm_rc, hyenadna, hyenadna_tiny_1k, mamba, s5, transformer, transformer_bidir" in text
+    assert (
+        "model: dna_xlstm, dna_xlstm_rc, hyenadna, hyenadna_tiny_1k, mamba, s5, transformer, transformer_bidir" in text
+    )
     assert "zoo genomics train experiment=shuffled" in text
 
 
 # Empty records and mixed line endings take the same path to the CLI; tests/test_genomics_data.py checks their messages.
-@pytest.mark.parametrize("name,content,message", [
-    ("bad.fa", ">r1\nACGT\n>r2\nACZT\n", r"bad.fa: record 'r2': illegal character 'Z' at position 3"),
-    ("cut.fa.gz", None, r"cut.fa.gz:\d+ \(record 'r\d+'\): the gzip stream ends early"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("bad.fa", ">r1\nACGT\n>r2\nACZT\n", r"bad.fa: record 'r2': illegal character 'Z' at position 3"),
+        ("cut.fa.gz", None, r"cut.fa.gz:\d+ \(record 'r\d+'\): the gzip stream ends early"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, name, content, message):
     path = tmp_path / name
     if content is None:
@@ -47,18 +57,32 @@ def test_missing_labels_and_too_long_through_the_cli(tmp_path):
     fasta = tmp_path / "s.fa"
     fasta.write_text("".join(f">r{i}\n{'ACGT' * (4 if i == 3 else 1)}\n" for i in range(12)))
     (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"r{i},{'xy'[i % 2]}\n" for i in range(12) if i != 5))
-    line = one_line_error(zoo("train", f"data.path={fasta}", f"data.labels={tmp_path / 'labels.csv'}", runs=tmp_path / "runs"))
+    line = one_line_error(
+        zoo("train", f"data.path={fasta}", f"data.labels={tmp_path / 'labels.csv'}", runs=tmp_path / "runs")
+    )
     assert "s.fa: record 'r5' has no label" in line
     (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"r{i},{'xy'[i % 2]}\n" for i in range(12)))
-    line = one_line_error(zoo("train", f"data.path={fasta}", f"data.labels={tmp_path / 'labels.csv'}", "data.max_length=8",
-                              runs=tmp_path / "runs"))
+    line = one_line_error(
+        zoo(
+            "train",
+            f"data.path={fasta}",
+            f"data.labels={tmp_path / 'labels.csv'}",
+            "data.max_length=8",
+            runs=tmp_path / "runs",
+        )
+    )
     assert "record 'r3' has 16 bases, more than data.max_length=8" in line and "on_too_long=truncate or slide" in line
 
 
 @pytest.mark.slow
 def test_train_then_predict_from_the_cli(tmp_path):
     runs = tmp_path / "runs"
-    small = ["data.embedded.length=60", "data.embedded.n_train=128", "data.embedded.n_val=32", "data.embedded.n_test=32"]
+    small = [
+        "data.embedded.length=60",
+        "data.embedded.n_train=128",
+        "data.embedded.n_val=32",
+        "data.embedded.n_test=32",
+    ]
     trained = zoo("train", "trainer.max_epochs=1", *TINY, *small, runs=runs)
     assert trained.returncode == 0, trained.stderr[-3000:]
     (run_dir,) = (runs / "genomics" / "train").iterdir()

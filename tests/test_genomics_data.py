@@ -27,7 +27,7 @@ def fasta_text(records: dict[str, str], width: int = 60, newline: str = "\n") ->
     out = []
     for name, seq in records.items():
         out.append(f">{name} some description{newline}")
-        out += [seq[i:i + width] + newline for i in range(0, len(seq), width)]
+        out += [seq[i : i + width] + newline for i in range(0, len(seq), width)]
     return "".join(out)
 
 
@@ -80,14 +80,17 @@ def test_fastq_records(tmp_path):
     assert open_genome(path).fetch("r1", 1, 3) == "CG"
 
 
-@pytest.mark.parametrize("text,message", [
-    (">r1\nACGT\n>r2\n>r3\nGG\n", r"record 'r2': empty record"),
-    (">r1\nACGT\n>r2\nACXT\n", r"record 'r2': illegal character 'X' at position 3"),
-    (">r1\nACGT\r\n>r2\nACGT\n", r"g.fa:2 \(record 'r1'\): mixed line endings"),
-    (">r1\nACGT\n>r1\nGG\n", r"record 'r1': duplicate record id"),
-    ("ACGT\n", r"neither FASTA \('>'\) nor FASTQ"),
-    ("", r"the file is empty"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (">r1\nACGT\n>r2\n>r3\nGG\n", r"record 'r2': empty record"),
+        (">r1\nACGT\n>r2\nACXT\n", r"record 'r2': illegal character 'X' at position 3"),
+        (">r1\nACGT\r\n>r2\nACGT\n", r"g.fa:2 \(record 'r1'\): mixed line endings"),
+        (">r1\nACGT\n>r1\nGG\n", r"record 'r1': duplicate record id"),
+        ("ACGT\n", r"neither FASTA \('>'\) nor FASTQ"),
+        ("", r"the file is empty"),
+    ],
+)
 def test_bad_fasta_is_one_clear_error(tmp_path, text, message):
     path = write(tmp_path / "g.fa", text)
     with pytest.raises(DataError, match=message):
@@ -118,7 +121,10 @@ def test_unequal_lines_refuse_random_access(tmp_path):
 def test_csv_fasta_labels_and_missing_labels(tmp_path):
     tokenizer = DNATokenizer()
     table = write(tmp_path / "s.csv", "id,sequence,label\na,ACGT,pos\nb,GGCC,neg\n")
-    assert [(e.id, e.seq, e.label) for e in load_examples(str(table), tokenizer)] == [("a", "ACGT", "pos"), ("b", "GGCC", "neg")]
+    assert [(e.id, e.seq, e.label) for e in load_examples(str(table), tokenizer)] == [
+        ("a", "ACGT", "pos"),
+        ("b", "GGCC", "neg"),
+    ]
     gap = write(tmp_path / "gap.tsv", "name\tseq\tclass\na\tACGT\tpos\nb\tGGCC\t\n")
     with pytest.raises(DataError, match=r"gap.tsv:3 \(record 'b'\): missing label in column 'class'"):
         load_examples(str(gap), tokenizer)
@@ -126,7 +132,11 @@ def test_csv_fasta_labels_and_missing_labels(tmp_path):
     labels = write(tmp_path / "labels.csv", "id,label\na,1\nb,0\n")
     with pytest.raises(DataError, match=r"s.fa: record 'c' has no label in .*labels.csv"):
         load_examples(str(fasta), tokenizer, labels=str(labels))
-    assert [e.label for e in load_examples(str(fasta), tokenizer, labels=str(labels), require_labels=False)] == ["1", "0", None]
+    assert [e.label for e in load_examples(str(fasta), tokenizer, labels=str(labels), require_labels=False)] == [
+        "1",
+        "0",
+        None,
+    ]
     regression = write(tmp_path / "r.csv", "sequence,expr,gc\nACGT,1.5,0.5\nGGGA,x,0.75\n")
     with pytest.raises(DataError, match=r"r.csv:3 .*'x' in column 'expr' is not a number"):
         load_examples(str(regression), tokenizer, label_columns=["expr", "gc"], task_type="regression")
@@ -137,24 +147,35 @@ def test_bad_tables_and_bed_name_the_line(tmp_path):
     empty = write(tmp_path / "e.csv", "id,sequence,label\na,ACGT,x\nb,,y\n")
     with pytest.raises(DataError, match=r"e.csv:3 \(record 'b'\): empty sequence"):
         load_examples(str(empty), tokenizer)
-    for name, text in (("t.csv.gz", "id,sequence,label\n" + "".join(f"r{i},{'ACGT' * 500},x\n" for i in range(200))),
-                       ("t.bed.gz", "".join(f"chr1\t{i}\t{i + 5}\tn{i}\n" for i in range(20000)))):
+    for name, text in (
+        ("t.csv.gz", "id,sequence,label\n" + "".join(f"r{i},{'ACGT' * 500},x\n" for i in range(200))),
+        ("t.bed.gz", "".join(f"chr1\t{i}\t{i + 5}\tn{i}\n" for i in range(20000))),
+    ):
         data = gzip.compress(text.encode())
         (tmp_path / name).write_bytes(data[: len(data) // 2])
-        with pytest.raises(DataError, match=rf"{name}(:\d+| \(after the row on line \d+\)): the gzip stream ends early"):
+        with pytest.raises(
+            DataError, match=rf"{name}(:\d+| \(after the row on line \d+\)): the gzip stream ends early"
+        ):
             read_bed(tmp_path / name) if name.endswith(".bed.gz") else load_examples(str(tmp_path / name), tokenizer)
 
 
 def test_genomic_benchmarks_layout(tmp_path):
-    for split, cls, name, seq in [("train", "positive", "1", "ACGT"), ("train", "negative", "2", "GGCC\n"),
-                                  ("test", "positive", "3", "TTAA"), ("test", "negative", "4", "CCGG")]:
+    for split, cls, name, seq in [
+        ("train", "positive", "1", "ACGT"),
+        ("train", "negative", "2", "GGCC\n"),
+        ("test", "positive", "3", "TTAA"),
+        ("test", "negative", "4", "CCGG"),
+    ]:
         folder = tmp_path / "bench" / split / cls
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.txt").write_text(seq)
     examples = load_examples(str(tmp_path / "bench"), DNATokenizer())
     assert [(e.id, e.seq, e.label, e.split) for e in examples] == [
-        ("train/negative/2", "GGCC", "negative", "train"), ("train/positive/1", "ACGT", "positive", "train"),
-        ("test/negative/4", "CCGG", "negative", "test"), ("test/positive/3", "TTAA", "positive", "test")]
+        ("train/negative/2", "GGCC", "negative", "train"),
+        ("train/positive/1", "ACGT", "positive", "train"),
+        ("test/negative/4", "CCGG", "negative", "test"),
+        ("test/positive/3", "TTAA", "positive", "test"),
+    ]
 
 
 def test_bed_regions_strands_and_per_base_labels(tmp_path):
@@ -163,7 +184,9 @@ def test_bed_regions_strands_and_per_base_labels(tmp_path):
     regions = read_bed(bed)
     examples = region_examples(regions, genome, "name", str(bed))
     assert [(e.id, e.seq, e.label) for e in examples] == [
-        ("chr1:10-20", GENOME["chr1"][10:20], "enh"), ("chr1:30-40", reverse_complement(GENOME["chr1"][30:40]), "prom")]
+        ("chr1:10-20", GENOME["chr1"][10:20], "enh"),
+        ("chr1:30-40", reverse_complement(GENOME["chr1"][30:40]), "prom"),
+    ]
     labels = RegionLabels(regions, {"enh": 1, "prom": 2})("chr1", 5, 35)
     assert labels.tolist() == [0] * 5 + [1] * 10 + [0] * 10 + [2] * 5
     with pytest.raises(DataError, match=r"r2.bed:1: need 0 <= start < end"):
@@ -174,11 +197,18 @@ def test_bed_regions_strands_and_per_base_labels(tmp_path):
 
 def test_too_long_policies():
     examples = [Example("a", "ACGTACGTAC", "x"), Example("b", "ACG", "y")]
-    with pytest.raises(DataError, match=r"s.fa: record 'a' has 10 bases, more than data.max_length=4.*on_too_long=truncate or slide"):
+    with pytest.raises(
+        DataError, match=r"s.fa: record 'a' has 10 bases, more than data.max_length=4.*on_too_long=truncate or slide"
+    ):
         apply_length_policy(examples, 4, "error", source="s.fa")
     assert [e.seq for e in apply_length_policy(examples, 4, "truncate")] == ["ACGT", "ACG"]
     slid = apply_length_policy(examples, 4, "slide", stride=3)
-    assert [(e.id, e.seq, e.label) for e in slid] == [("a:0-4", "ACGT", "x"), ("a:3-7", "TACG", "x"), ("a:6-10", "GTAC", "x"), ("b", "ACG", "y")]
+    assert [(e.id, e.seq, e.label) for e in slid] == [
+        ("a:0-4", "ACGT", "x"),
+        ("a:3-7", "TACG", "x"),
+        ("a:6-10", "GTAC", "x"),
+        ("b", "ACG", "y"),
+    ]
     assert windows(10, 4, 4) == [(0, 4), (4, 8), (6, 10)]
     with pytest.raises(ZooError, match="on_too_long"):
         apply_length_policy(examples, 4, "drop")
@@ -210,12 +240,16 @@ def test_embedded_task_is_honest():
         for example in splits[split][:40]:
             motif = motifs[names.index(example.label)]
             pwm = motif.log_odds()
-            scores = [sum(pwm["ACGT".index(c), j] for j, c in enumerate(example.seq[s:s + motif.width]))
-                      for s in range(100 - motif.width + 1)]
+            scores = [
+                sum(pwm["ACGT".index(c), j] for j, c in enumerate(example.seq[s : s + motif.width]))
+                for s in range(100 - motif.width + 1)
+            ]
             best = int(np.argmax(scores))
             assert lo <= best and best + motif.width <= hi or max(scores) < 0.5 * pwm.max(0).sum(), (split, example)
-    accuracy = {k: np.mean([names[p] == e.label for p, e in zip(scanner_predictions([e.seq for e in v], motifs), v)])
-                for k, v in splits.items()}
+    accuracy = {
+        k: np.mean([names[p] == e.label for p, e in zip(scanner_predictions([e.seq for e in v], motifs), v)])
+        for k, v in splits.items()
+    }
     assert min(accuracy.values()) > 0.9, accuracy  # the training-free ceiling
     assert 1.30 < entropy_rate() < np.log(4)
 
@@ -242,7 +276,9 @@ def test_reverse_complement_augmentation_serves_the_other_strand():
     both.setup("fit")
     train = [both.tokenizer.decode(both.train_set[i]["ids"]) for i in range(16)]
     assert train == [reverse_complement(e.seq) for e in both.splits["train"]]
-    assert [both.tokenizer.decode(both.val_set[i]["ids"]) for i in range(8)] == [e.seq for e in both.splits["val"]]  # eval: as given
+    assert [both.tokenizer.decode(both.val_set[i]["ids"]) for i in range(8)] == [
+        e.seq for e in both.splits["val"]
+    ]  # eval: as given
     with pytest.raises(ZooError, match="rc_prob reverse-complements DNA"):
         SequenceDataModule(rc_prob=0.5, alphabet="protein", **common)
 
@@ -258,8 +294,11 @@ def test_sequence_datamodule_user_file_bad_input(tmp_path):
 
 def test_genome_splits_and_windows(tmp_path):
     spans = split_spans({"a": 1000, "b": 500}, 0.1, 0.2)
-    assert spans == {"train": [("a", 0, 700), ("b", 0, 350)], "val": [("a", 700, 800), ("b", 350, 400)],
-                     "test": [("a", 800, 1000), ("b", 400, 500)]}
+    assert spans == {
+        "train": [("a", 0, 700), ("b", 0, 350)],
+        "val": [("a", 700, 800), ("b", 350, 400)],
+        "test": [("a", 800, 1000), ("b", 400, 500)],
+    }
     by_record = split_spans({f"c{i}": 100 for i in range(20)}, 0.1, 0.1)
     assert sorted(len(v) for v in by_record.values()) == [2, 2, 16]
     path = write(tmp_path / "g.fa", fasta_text(GENOME))
@@ -277,8 +316,9 @@ def test_genome_splits_and_windows(tmp_path):
 
 
 def test_token_datamodule_labels_follow_the_strand():
-    dm = TokenDataModule(context_length=200, samples_per_epoch=8, batch_size=8, rc_prob=1.0,
-                         embedded={"records": 1, "length": 3000})
+    dm = TokenDataModule(
+        context_length=200, samples_per_epoch=8, batch_size=8, rc_prob=1.0, embedded={"records": 1, "length": 3000}
+    )
     dm.setup("fit")
     assert dm.classes == ["background", "CTCF", "GATA1", "SP1", "TP53"]
     batch = next(iter(dm.train_dataloader()))

@@ -22,7 +22,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from tests.reference.hyenadna_release import SMALL_32K, TINY_1K, hf_config, lightning_config, reference_model, write_hf, write_lightning
+from tests.reference.hyenadna_release import (
+    SMALL_32K,
+    TINY_1K,
+    hf_config,
+    lightning_config,
+    reference_model,
+    write_hf,
+    write_lightning,
+)
 from tests.test_hub import lay_out_hf_cache
 from tests.zoo_cli import one_line_error
 from zoo.hub import from_pretrained
@@ -31,16 +39,30 @@ from zoo.training import run
 
 REPO = Path(__file__).parent.parent
 TOKENS = torch.randint(7, 12, (2, 50), generator=torch.Generator().manual_seed(1))
-SMALL_DATA = ["data.embedded.length=60", "data.embedded.n_train=64", "data.embedded.n_val=16", "data.embedded.n_test=16",
-              "data.batch_size=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "task.freeze_backbone=true"]
+SMALL_DATA = [
+    "data.embedded.length=60",
+    "data.embedded.n_train=64",
+    "data.embedded.n_val=16",
+    "data.embedded.n_test=16",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "task.freeze_backbone=true",
+]
 # repo -> (reference model, how its files are written)
 RELEASES = {
-    "hyenadna-tiny-1k-seqlen": (dict(kind="lightning", size=TINY_1K, seed=0),
-                                lambda f, ref: write_lightning(f, ref, lightning_config(TINY_1K, model_type=True))),
-    "hyenadna-small-32k-seqlen": (dict(kind="lightning", size=SMALL_32K, seed=1, checkpointed=True),
-                                  lambda f, ref: write_lightning(f, ref, lightning_config(SMALL_32K, checkpointed=True))),
-    "hyenadna-tiny-1k-seqlen-hf": (dict(kind="hf", size=TINY_1K, seed=2, z_as_parameter=True),
-                                   lambda f, ref: write_hf(f, ref, hf_config(TINY_1K))),
+    "hyenadna-tiny-1k-seqlen": (
+        dict(kind="lightning", size=TINY_1K, seed=0),
+        lambda f, ref: write_lightning(f, ref, lightning_config(TINY_1K, model_type=True)),
+    ),
+    "hyenadna-small-32k-seqlen": (
+        dict(kind="lightning", size=SMALL_32K, seed=1, checkpointed=True),
+        lambda f, ref: write_lightning(f, ref, lightning_config(SMALL_32K, checkpointed=True)),
+    ),
+    "hyenadna-tiny-1k-seqlen-hf": (
+        dict(kind="hf", size=TINY_1K, seed=2, z_as_parameter=True),
+        lambda f, ref: write_hf(f, ref, hf_config(TINY_1K)),
+    ),
 }
 
 
@@ -76,14 +98,18 @@ def assert_official_outputs(model: torch.nn.Module, expected: tuple[torch.Tensor
     torch.testing.assert_close(logits, expected[1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("tag,repo", [("hyenadna_tiny_1k.hg38", "hyenadna-tiny-1k-seqlen"),
-                                      ("hyenadna_small_32k.hg38", "hyenadna-small-32k-seqlen")])
+@pytest.mark.parametrize(
+    "tag,repo",
+    [("hyenadna_tiny_1k.hg38", "hyenadna-tiny-1k-seqlen"), ("hyenadna_small_32k.hg38", "hyenadna-small-32k-seqlen")],
+)
 def test_registry_tag_loads_from_the_cache(offline, tag, repo):
     assert_official_outputs(create_model(tag, pretrained=True), offline[repo])
 
 
 def test_hf_port_and_pinned_revision_load_from_the_cache(offline):
-    assert_official_outputs(from_pretrained("hf://LongSafari/hyenadna-tiny-1k-seqlen-hf"), offline["hyenadna-tiny-1k-seqlen-hf"])
+    assert_official_outputs(
+        from_pretrained("hf://LongSafari/hyenadna-tiny-1k-seqlen-hf"), offline["hyenadna-tiny-1k-seqlen-hf"]
+    )
     pinned = from_pretrained(f"hf://LongSafari/hyenadna-tiny-1k-seqlen@{1:040x}")
     assert_official_outputs(pinned, offline["hyenadna-tiny-1k-seqlen"])
 
@@ -92,20 +118,32 @@ def test_hf_port_and_pinned_revision_load_from_the_cache(offline):
 def test_finetune_takes_the_architecture_from_the_official_weights(offline, tmp_path, weights):
     """With the default model=hyenadna (width 64), the weights' own architecture (tiny-1k, width 128) is built."""
     with initialize_config_module("domains.genomics.configs", version_base="1.3"):
-        cfg = compose("finetune", overrides=[f"paths.output_dir={tmp_path / 'run'}", f"paths.log_dir={tmp_path}",
-                                             f"weights={weights}", *SMALL_DATA])
+        cfg = compose(
+            "finetune",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"paths.log_dir={tmp_path}",
+                f"weights={weights}",
+                *SMALL_DATA,
+            ],
+        )
     result = run(cfg)
     tuned = from_pretrained(result["best_checkpoint"])
     assert tuned.zoo_config["name"] == "hyenadna_tiny_1k" and tuned.zoo_config["kwargs"]["d_model"] == 128
     assert tuned.head.out_features == 4 and "test/acc" in result["metrics"]
-    assert_official_outputs(tuned, offline["hyenadna-tiny-1k-seqlen"])  # frozen backbone: the official weights, unchanged
+    assert_official_outputs(
+        tuned, offline["hyenadna-tiny-1k-seqlen"]
+    )  # frozen backbone: the official weights, unchanged
 
 
 def test_absent_repo_offline_is_one_clear_error(offline):
     from zoo.errors import ZooError
 
-    with pytest.raises(ZooError, match=r"hf://LongSafari/hyenadna-medium-160k-seqlen is not in the Hugging Face cache and "
-                                       r"HF_HUB_OFFLINE=1 forbids the network; run `zoo download"):
+    with pytest.raises(
+        ZooError,
+        match=r"hf://LongSafari/hyenadna-medium-160k-seqlen is not in the Hugging Face cache and "
+        r"HF_HUB_OFFLINE=1 forbids the network; run `zoo download",
+    ):
         create_model("hyenadna_medium_160k.hg38", pretrained=True)
 
 
@@ -121,12 +159,25 @@ def test_cli_finetune_from_the_cache_with_the_network_blocked(hub, tmp_path):
         socket.create_connection = refuse
         runpy.run_module("cli.main", run_name="__main__", alter_sys=True)
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub[0]), "HF_HOME": str(tmp_path / "hf_home"),
-           "PYTHONPATH": str(REPO), "ZOO_RUNS_DIR": str(tmp_path / "runs"), "ZOO_RUN_ID": "official"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(hub[0]),
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "PYTHONPATH": str(REPO),
+        "ZOO_RUNS_DIR": str(tmp_path / "runs"),
+        "ZOO_RUN_ID": "official",
+    }
 
     def finetune(weights: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", blocked, "genomics", "finetune", f"weights={weights}", *SMALL_DATA],
-                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-c", blocked, "genomics", "finetune", f"weights={weights}", *SMALL_DATA],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     done = finetune("hf://LongSafari/hyenadna-tiny-1k-seqlen")
     assert done.returncode == 0, done.stderr[-3000:]

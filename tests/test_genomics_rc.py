@@ -16,7 +16,9 @@ from domains.genomics.records import Example
 from domains.genomics.tokenizer import DNATokenizer, reverse_complement
 from zoo.registry import create_model
 
-RC_KWARGS = yaml.safe_load((Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text())["kwargs"]
+RC_KWARGS = yaml.safe_load(
+    (Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text()
+)["kwargs"]
 SEQS = ["ACGTTGCAAGTCCA", "GGGATTACANNCT", "ATATGCGC", "TTTTGACGTCAAAGGC"]
 TOKENIZER = DNATokenizer()
 
@@ -48,13 +50,20 @@ def test_per_base_outputs_and_lm_logits_mirror():
     complement = torch.tensor(RC_KWARGS["complement_map"])
     with torch.no_grad():
         per_base = model(num_classes=3)
-        torch.testing.assert_close(per_base(complement[windows].flip(1)), per_base(windows).flip(1), atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(
+            per_base(complement[windows].flip(1)), per_base(windows).flip(1), atol=1e-10, rtol=1e-10
+        )
         lm = model()
         (ids, mask), (rc_ids, rc_mask) = encoded(SEQS), encoded([reverse_complement(s) for s in SEQS])
-        logits, rc_logits = lm.lm_logits(lm.forward_features(ids, mask)), lm.lm_logits(lm.forward_features(rc_ids, rc_mask))
+        logits, rc_logits = (
+            lm.lm_logits(lm.forward_features(ids, mask)),
+            lm.lm_logits(lm.forward_features(rc_ids, rc_mask)),
+        )
     for row, seq in enumerate(SEQS):  # base k of the sequence is base n-1-k of its reverse complement, complemented
         bases = slice(ids.shape[1] - 1 - len(seq), ids.shape[1] - 1)
-        torch.testing.assert_close(rc_logits[row, bases], logits[row, bases].flip(0)[:, complement], atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(
+            rc_logits[row, bases], logits[row, bases].flip(0)[:, complement], atol=1e-10, rtol=1e-10
+        )
 
 
 def test_exported_embeddings_are_strand_invariant():
@@ -63,7 +72,9 @@ def test_exported_embeddings_are_strand_invariant():
     reverse = [Example(e.id, reverse_complement(e.seq)) for e in examples]
     vectors = np.stack(embed_records(rc_model, TOKENIZER, examples, "mean", 2, torch.device("cpu")))
     assert vectors.shape == (4, 32)
-    assert np.allclose(vectors, np.stack(embed_records(rc_model, TOKENIZER, reverse, "mean", 2, torch.device("cpu"))), atol=1e-5)
+    assert np.allclose(
+        vectors, np.stack(embed_records(rc_model, TOKENIZER, reverse, "mean", 2, torch.device("cpu"))), atol=1e-5
+    )
 
 
 def test_new_head_keeps_the_strand_sharing():
@@ -79,8 +90,12 @@ def test_post_hoc_conjoining_makes_any_backbone_strand_invariant_outside_trainin
     from domains.genomics.tasks import SequenceTask
 
     torch.manual_seed(0)
-    task = SequenceTask(model="hyenadna_tiny_1k", classes=["a", "b", "c"], rc_conjoin=True,
-                        model_kwargs={"d_model": 32, "d_inner": 64, "filter_order": 16, "max_seq_len": 64, "embed_dropout": 0.0})
+    task = SequenceTask(
+        model="hyenadna_tiny_1k",
+        classes=["a", "b", "c"],
+        rc_conjoin=True,
+        model_kwargs={"d_model": 32, "d_inner": 64, "filter_order": 16, "max_seq_len": 64, "embed_dropout": 0.0},
+    )
     forward, reverse = encoded(SEQS), encoded([reverse_complement(s) for s in SEQS])
     with torch.no_grad():
         torch.testing.assert_close(task.eval().outputs(*forward), task.outputs(*reverse), atol=1e-5, rtol=1e-5)

@@ -13,11 +13,29 @@ from zoo.errors import DataError, ZooError
 
 # Restated from HazyResearch/hyena-dna CharacterTokenizer(characters=["A", "C", "G", "T", "N"]):
 # special tokens first, then one id per character from 7; [SEP] appended; padding on the left.
-HYENADNA_IDS = {"[CLS]": 0, "[SEP]": 1, "[BOS]": 2, "[MASK]": 3, "[PAD]": 4, "[RESERVED]": 5, "[UNK]": 6,
-                **{ch: i + 7 for i, ch in enumerate("ACGTN")}}
+HYENADNA_IDS = {
+    "[CLS]": 0,
+    "[SEP]": 1,
+    "[BOS]": 2,
+    "[MASK]": 3,
+    "[PAD]": 4,
+    "[RESERVED]": 5,
+    "[UNK]": 6,
+    **{ch: i + 7 for i, ch in enumerate("ACGTN")},
+}
 # Restated from ml-jku/Prot-xLSTM protxlstm/utils.py AA_TO_ID (ProtMamba's alphabet) with MASK_TO_ID.
-PROT_XLSTM_IDS = {"<cls>": 0, "<pad>": 1, "<eos>": 2, "<unk>": 3, **{aa: i + 4 for i, aa in enumerate("LAGVSERTIDPKQNFYMHWCXBUZO")},
-                  ".": 29, "-": 30, "<null_1>": 31, "<mask>": 32, **{f"<mask-{k}>": 32 + k for k in range(1, 6)}}
+PROT_XLSTM_IDS = {
+    "<cls>": 0,
+    "<pad>": 1,
+    "<eos>": 2,
+    "<unk>": 3,
+    **{aa: i + 4 for i, aa in enumerate("LAGVSERTIDPKQNFYMHWCXBUZO")},
+    ".": 29,
+    "-": 30,
+    "<null_1>": 31,
+    "<mask>": 32,
+    **{f"<mask-{k}>": 32 + k for k in range(1, 6)},
+}
 
 
 def hyenadna_reference(seq: str, length: int) -> list[int]:
@@ -50,7 +68,9 @@ def test_lower_case_is_upper_cased_and_round_trips():
 def test_iupac_policy():
     assert DNATokenizer(add_special_tokens=False).encode("ARYKMSWBDHV").tolist() == [7] + [11] * 10
     strict = DNATokenizer(on_ambiguous="error")
-    with pytest.raises(DataError, match=r"seqs.fa: record 'r1': illegal character 'R' at position 3.*on_ambiguous=error"):
+    with pytest.raises(
+        DataError, match=r"seqs.fa: record 'r1': illegal character 'R' at position 3.*on_ambiguous=error"
+    ):
         strict.encode("ACRGT", where="seqs.fa: record 'r1'")
     with pytest.raises(ZooError, match="on_ambiguous"):
         DNATokenizer(on_ambiguous="drop")
@@ -74,7 +94,9 @@ def test_complement_map_and_reverse_complement():
     seq = "AACGTTGCN"
     assert tokenizer.decode(complement[tokenizer.encode(seq)][::-1]) == reverse_complement(seq) == "NGCAACGTT"
     assert reverse_complement("acgR") == "Ycgt"
-    config = yaml.safe_load((Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text())
+    config = yaml.safe_load(
+        (Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text()
+    )
     assert config["kwargs"]["complement_map"] == tokenizer.complement_map()
     assert config["kwargs"]["rc_fixed_ids"] == tokenizer.strand_fixed_ids() == [0, 1, 2, 4, 5]
 

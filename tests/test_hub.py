@@ -28,7 +28,9 @@ def make_model(**kw):
 
 def test_folder_is_a_model_repo(tmp_path):
     model = make_model()
-    folder = save_pretrained(model, tmp_path / "m", card={"data": "unit test", "metrics": {"acc": 1.0}, "command": "zoo x train"})
+    folder = save_pretrained(
+        model, tmp_path / "m", card={"data": "unit test", "metrics": {"acc": 1.0}, "command": "zoo x train"}
+    )
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == "longzoo" and config["name"] == "test_transformer"
@@ -55,7 +57,9 @@ def test_a_registered_tag_is_a_weights_source(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_pretrained", dict(registry._pretrained))  # the tag lives only in this test
     register_pretrained("test_transformer.unit", PretrainedTag(source=str(tmp_path / "m")))
     x = torch.randint(0, 16, (2, 10))
-    assert torch.equal(create_model("test_transformer", weights="test_transformer.unit", num_classes=3).eval()(x), model(x))
+    assert torch.equal(
+        create_model("test_transformer", weights="test_transformer.unit", num_classes=3).eval()(x), model(x)
+    )
     assert torch.equal(from_pretrained("test_transformer.unit").eval()(x), model(x))
 
 
@@ -133,7 +137,7 @@ def test_hf_cache_offline_without_network(tmp_path):
         socket.socket.connect = refuse
         socket.create_connection = refuse
         from zoo.hub import from_pretrained
-        io = torch.load({str(tmp_path / 'io.pt')!r})
+        io = torch.load({str(tmp_path / "io.pt")!r})
         for src in ("hf://longzoo-test/tiny", "hf://longzoo-test/tiny@{commit}"):
             m = from_pretrained(src).eval()
             assert torch.equal(m(io["x"]), io["y"]), src
@@ -145,7 +149,12 @@ def test_hf_cache_offline_without_network(tmp_path):
             raise AssertionError("absent repo loaded")
         print("ok")
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hfhome")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HOME": str(tmp_path / "hfhome"),
+    }
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 

@@ -53,15 +53,21 @@ def write_hf(folder, ref, fmt="safetensors", drop=()):
 
 VARIANTS = {  # name: (reference model, how its folder is written)
     "lightning": (dict(kind="lightning"), lambda f, ref: write_lightning(f, ref, lightning_config())),
-    "lightning_grad_checkpointing": (dict(kind="lightning", seed=1, checkpointed=True),
-                                     lambda f, ref: write_lightning(f, ref, lightning_config(checkpointed=True))),
-    "lightning_training_shift_normalized": (dict(kind="lightning", seed=2, shift=0.0, normalized=True),
-                                            lambda f, ref: write_lightning(f, ref, lightning_config(shift=0.0, normalized=True))),
+    "lightning_grad_checkpointing": (
+        dict(kind="lightning", seed=1, checkpointed=True),
+        lambda f, ref: write_lightning(f, ref, lightning_config(checkpointed=True)),
+    ),
+    "lightning_training_shift_normalized": (
+        dict(kind="lightning", seed=2, shift=0.0, normalized=True),
+        lambda f, ref: write_lightning(f, ref, lightning_config(shift=0.0, normalized=True)),
+    ),
     "hf_safetensors_z_parameter": (dict(kind="hf", seed=3, z_as_parameter=True), write_hf),
     "hf_bin": (dict(kind="hf", seed=4), lambda f, ref: write_hf(f, ref, fmt="bin")),
     # Tables left out of the file are recomputed from the config: checks our z, t and deltas formulas.
-    "hf_without_fixed_tables": (dict(kind="hf", seed=5, jitter=False),
-                                lambda f, ref: write_hf(f, ref, drop=("pos_emb.z", "pos_emb.t", "modulation.deltas"))),
+    "hf_without_fixed_tables": (
+        dict(kind="hf", seed=5, jitter=False),
+        lambda f, ref: write_hf(f, ref, drop=("pos_emb.z", "pos_emb.t", "modulation.deltas")),
+    ),
 }
 
 
@@ -112,17 +118,29 @@ def test_unsupported_official_options_are_refused():
 
 
 RELEASED_HF_CONFIGS = {  # (d_model, n_layer, d_inner, max_seq_len) of each LongSafari/*-hf config.json
-    "hyenadna_tiny_1k": (128, 2, 512, 1026), "hyenadna_tiny_1k_d256": (256, 2, 1024, 1026), "hyenadna_tiny_16k": (128, 2, 512, 16386),
-    "hyenadna_small_32k": (256, 4, 1024, 32770), "hyenadna_medium_160k": (256, 8, 1024, 160002),
-    "hyenadna_medium_450k": (256, 8, 1024, 450002), "hyenadna_large_1m": (256, 8, 1024, 1000002),
+    "hyenadna_tiny_1k": (128, 2, 512, 1026),
+    "hyenadna_tiny_1k_d256": (256, 2, 1024, 1026),
+    "hyenadna_tiny_16k": (128, 2, 512, 16386),
+    "hyenadna_small_32k": (256, 4, 1024, 32770),
+    "hyenadna_medium_160k": (256, 8, 1024, 160002),
+    "hyenadna_medium_450k": (256, 8, 1024, 450002),
+    "hyenadna_large_1m": (256, 8, 1024, 1000002),
 }
 
 
 @pytest.mark.parametrize("name", RELEASED_HF_CONFIGS)
 def test_released_configs_convert_to_the_registered_architectures(name):
     d_model, n_layer, d_inner, seq = RELEASED_HF_CONFIGS[name]
-    config = {**hf_config(), "d_model": d_model, "n_layer": n_layer, "d_inner": d_inner, "max_seq_len": seq,
-              "activation_freq": 10, "emb_dim": 5, "filter_order": 64}  # the other fields are as released
+    config = {
+        **hf_config(),
+        "d_model": d_model,
+        "n_layer": n_layer,
+        "d_inner": d_inner,
+        "max_seq_len": seq,
+        "activation_freq": 10,
+        "emb_dim": 5,
+        "filter_order": 64,
+    }  # the other fields are as released
     kwargs = zoo_kwargs(config)
     assert _architecture_name(kwargs) == name
     defaults = {k: p.default for k, p in inspect.signature(HyenaDNA).parameters.items()} | {"vocab_size": 12}
@@ -132,7 +150,9 @@ def test_released_configs_convert_to_the_registered_architectures(name):
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
 
 
-@pytest.mark.parametrize("name,l_max,checkpointing", [("hyenadna_tiny_1k", 1026, False), ("hyenadna_large_1m", 1000002, True)])
+@pytest.mark.parametrize(
+    "name,l_max,checkpointing", [("hyenadna_tiny_1k", 1026, False), ("hyenadna_large_1m", 1000002, True)]
+)
 def test_released_lightning_configs_convert_to_the_registered_architectures(name, l_max, checkpointing):
     size = RELEASED_SIZES[name]
     config = release.lightning_config({**size, "l_max": l_max}, checkpointing)

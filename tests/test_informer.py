@@ -102,7 +102,20 @@ def informer_pair(**kw):
 
 def test_informer_with_all_queries_active_equals_full_attention_informer():
     # encoder L=24 -> 12 after distilling; decoder 12 + 12 = 24; 10 * ceil(ln 24) = 40 >= 24
-    kw = dict(in_features=3, num_classes=3, label_len=12, pred_len=12, factor=10, d_model=16, n_heads=2, d_ff=32, e_layers=2, d_layers=2, embed="timeF", freq="h")
+    kw = dict(
+        in_features=3,
+        num_classes=3,
+        label_len=12,
+        pred_len=12,
+        factor=10,
+        d_model=16,
+        n_heads=2,
+        d_ff=32,
+        e_layers=2,
+        d_layers=2,
+        embed="timeF",
+        freq="h",
+    )
     prob, full = informer_pair(**kw)
     x, x_mark = torch.randn(2, 24, 3, dtype=torch.float64), torch.rand(2, 24, 4, dtype=torch.float64) - 0.5
     dec, dec_mark = torch.randn(2, 24, 3, dtype=torch.float64), torch.rand(2, 24, 4, dtype=torch.float64) - 0.5
@@ -116,7 +129,9 @@ def test_informer_with_all_queries_active_equals_full_attention_informer():
 def test_forecast_runs_the_last_decoder_layer_on_the_forecast_steps_only(d_layers):
     """Same forecast and gradients as decoding every step and slicing (the official order),
     with the last layer's cross-attention fed `pred_len` queries and earlier layers all of them."""
-    model = create_model("test_informer", in_features=3, num_classes=3, label_len=24, pred_len=12, d_layers=d_layers).double()
+    model = create_model(
+        "test_informer", in_features=3, num_classes=3, label_len=24, pred_len=12, d_layers=d_layers
+    ).double()
     x, x_mark = torch.randn(2, 48, 3, dtype=torch.float64), calendar_marks(2, 48, 4)  # test_informer embeds `fixed`
     dec, dec_mark = torch.randn(2, 36, 3, dtype=torch.float64), calendar_marks(2, 36, 4)
     query_lengths = []
@@ -207,7 +222,9 @@ def test_informer_learns_a_sine_better_than_repeating_the_last_value():
     model.eval()
     with torch.no_grad():
         mse = torch.nn.functional.mse_loss(forecast(model, test), test[:, seq_len:]).item()
-    naive = torch.nn.functional.mse_loss(test[:, seq_len - 1 : seq_len].expand(-1, horizon, -1), test[:, seq_len:]).item()
+    naive = torch.nn.functional.mse_loss(
+        test[:, seq_len - 1 : seq_len].expand(-1, horizon, -1), test[:, seq_len:]
+    ).item()
     assert mse < 0.5 * naive, (mse, naive)
 
 
@@ -217,25 +234,47 @@ def calendar_marks(batch: int, length: int, fields: int) -> torch.Tensor:
     return torch.stack([torch.randint(lo, hi, (batch, length)) for lo, hi in low_high], -1).double()
 
 
-@pytest.mark.parametrize("attn,embed,freq,factor,seq_len,label_len,horizon", [
-    ("prob", "timeF", "h", 5, 96, 48, 24),   # u = 25 of 96 encoder and 25 of 72 decoder queries active
-    ("full", "timeF", "h", 5, 96, 48, 24),
-    ("prob", "fixed", "h", 3, 72, 36, 36),   # u = 15 of 72
-    ("prob", "learned", "t", 2, 64, 32, 32),  # quarter-hour field too; u = 10 of 64
-])
-def test_outputs_equal_an_independent_restatement_of_the_official_math(attn, embed, freq, factor, seq_len, label_len, horizon):
+@pytest.mark.parametrize(
+    "attn,embed,freq,factor,seq_len,label_len,horizon",
+    [
+        ("prob", "timeF", "h", 5, 96, 48, 24),  # u = 25 of 96 encoder and 25 of 72 decoder queries active
+        ("full", "timeF", "h", 5, 96, 48, 24),
+        ("prob", "fixed", "h", 3, 72, 36, 36),  # u = 15 of 72
+        ("prob", "learned", "t", 2, 64, 32, 32),  # quarter-hour field too; u = 10 of 64
+    ],
+)
+def test_outputs_equal_an_independent_restatement_of_the_official_math(
+    attn, embed, freq, factor, seq_len, label_len, horizon
+):
     """Always runs (CI has no Informer2020 checkout): the reference has the official parameter names,
     so this also checks `convert_official_state_dict`, in training mode (key samples from the global
     generator, batch-statistics BatchNorm) and in eval mode (fixed-seed samples, running statistics)."""
-    kw = dict(factor=factor, d_model=32, n_heads=4, e_layers=3, d_layers=2, d_ff=64, attn=attn, embed=embed, freq=freq, distil=True, mix=True)
+    kw = dict(
+        factor=factor,
+        d_model=32,
+        n_heads=4,
+        e_layers=3,
+        d_layers=2,
+        d_ff=64,
+        attn=attn,
+        embed=embed,
+        freq=freq,
+        distil=True,
+        mix=True,
+    )
     assert attn == "full" or active_count(factor, seq_len) < seq_len  # the sparse path is exercised
     torch.manual_seed(0)
     ref = reference.Informer(7, 7, horizon, max_len=128, **kw).double()  # positions up to 96 are read
     ours = Informer(in_features=7, num_classes=7, label_len=label_len, pred_len=horizon, dropout=0.0, **kw).double()
     ours.load_state_dict(convert_official_state_dict(ref.state_dict()))
-    x, dec = torch.randn(2, seq_len, 7, dtype=torch.float64), torch.cat([torch.randn(2, label_len, 7), torch.zeros(2, horizon, 7)], 1).double()
+    x, dec = (
+        torch.randn(2, seq_len, 7, dtype=torch.float64),
+        torch.cat([torch.randn(2, label_len, 7), torch.zeros(2, horizon, 7)], 1).double(),
+    )
     if embed == "timeF":
-        x_mark, dec_mark = (torch.rand(2, n, 5 if freq == "t" else 4, dtype=torch.float64) - 0.5 for n in (seq_len, label_len + horizon))
+        x_mark, dec_mark = (
+            torch.rand(2, n, 5 if freq == "t" else 4, dtype=torch.float64) - 0.5 for n in (seq_len, label_len + horizon)
+        )
     else:
         x_mark, dec_mark = (calendar_marks(2, n, 5 if freq == "t" else 4) for n in (seq_len, label_len + horizon))
     torch.manual_seed(1)
@@ -243,7 +282,9 @@ def test_outputs_equal_an_independent_restatement_of_the_official_math(attn, emb
     torch.manual_seed(1)
     torch.testing.assert_close(ours.train().forecast(x, x_mark, dec, dec_mark), expected, rtol=1e-5, atol=1e-5)
 
-    fixed_draw = lambda high, shape: torch.randint(high, shape, generator=torch.Generator().manual_seed(EVAL_SAMPLE_SEED))
+    fixed_draw = lambda high, shape: torch.randint(
+        high, shape, generator=torch.Generator().manual_seed(EVAL_SAMPLE_SEED)
+    )
     with torch.no_grad():  # the training pass above moved both BatchNorms' running statistics alike
         expected = ref.eval()(x, x_mark, dec, dec_mark, draw=fixed_draw)
         torch.testing.assert_close(ours.eval().forecast(x, x_mark, dec, dec_mark), expected, rtol=1e-5, atol=1e-5)
@@ -252,13 +293,28 @@ def test_outputs_equal_an_independent_restatement_of_the_official_math(attn, emb
 OFFICIAL = os.environ.get("INFORMER2020_DIR")
 
 
-@pytest.mark.skipif(not OFFICIAL, reason="set INFORMER2020_DIR to a checkout of zhouhaoyi/Informer2020 to compare with it")
+@pytest.mark.skipif(
+    not OFFICIAL, reason="set INFORMER2020_DIR to a checkout of zhouhaoyi/Informer2020 to compare with it"
+)
 @pytest.mark.parametrize("attn,embed", [("prob", "timeF"), ("full", "timeF"), ("prob", "fixed"), ("prob", "learned")])
 def test_outputs_equal_the_official_implementation(attn, embed):
     sys.path.insert(0, OFFICIAL)
     from models.model import Informer as OfficialInformer
 
-    kw = dict(factor=5, d_model=32, n_heads=4, e_layers=3, d_layers=2, d_ff=64, dropout=0.0, attn=attn, embed=embed, freq="h", distil=True, mix=True)
+    kw = dict(
+        factor=5,
+        d_model=32,
+        n_heads=4,
+        e_layers=3,
+        d_layers=2,
+        d_ff=64,
+        dropout=0.0,
+        attn=attn,
+        embed=embed,
+        freq="h",
+        distil=True,
+        mix=True,
+    )
     torch.manual_seed(0)
     official = OfficialInformer(7, 7, 7, 96, 48, 24, **kw).train()
     ours = Informer(in_features=7, num_classes=7, label_len=48, pred_len=24, **kw).train()
@@ -267,7 +323,15 @@ def test_outputs_equal_the_official_implementation(attn, embed):
     if embed == "timeF":
         x_mark, dec_mark = torch.rand(4, 96, 4) - 0.5, torch.rand(4, 72, 4) - 0.5
     else:
-        fields = lambda n: torch.stack([torch.randint(1, 13, (4, n)), torch.randint(1, 32, (4, n)), torch.randint(0, 7, (4, n)), torch.randint(0, 24, (4, n))], -1).float()
+        fields = lambda n: torch.stack(
+            [
+                torch.randint(1, 13, (4, n)),
+                torch.randint(1, 32, (4, n)),
+                torch.randint(0, 7, (4, n)),
+                torch.randint(0, 24, (4, n)),
+            ],
+            -1,
+        ).float()
         x_mark, dec_mark = fields(96), fields(72)
     torch.manual_seed(1)  # both draw the ProbSparse key samples from the global generator, in the same order
     expected = official(x, x_mark, dec, dec_mark)

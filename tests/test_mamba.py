@@ -18,7 +18,9 @@ def naive_selective_scan(u, delta, A, B, C, D, z, delta_bias, reset=None):
     for t in range(u.shape[2]):
         if reset is not None:
             state = torch.where(reset[:, t, None, None], torch.zeros_like(state), state)
-        state = torch.exp(delta[:, :, t, None] * A) * state + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        state = (
+            torch.exp(delta[:, :, t, None] * A) * state + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        )
         ys.append((state * C[:, None, :, t]).sum(-1))
     return (torch.stack(ys, 2) + u * D[:, None]) * F.silu(z)
 
@@ -34,8 +36,10 @@ def scan_inputs(batch=2, dim=6, length=29, n=4, dtype=torch.float32, seed=0):
 
 def ours(u, delta, A, B, C, D, z, bias, reset=None, chunk_size=None):
     """Our (batch, length, dim) selective scan, called in the reference's layout."""
-    tr = lambda t: t.transpose(1, 2)  # noqa: E731
-    y = selective_scan(tr(u), tr(delta), A, tr(B), tr(C), D, tr(z), bias, delta_softplus=True, reset=reset, chunk_size=chunk_size)
+    tr = lambda t: t.transpose(1, 2)
+    y = selective_scan(
+        tr(u), tr(delta), A, tr(B), tr(C), D, tr(z), bias, delta_softplus=True, reset=reset, chunk_size=chunk_size
+    )
     return tr(y)
 
 
@@ -49,7 +53,7 @@ def test_selective_scan_matches_naive_loop(chunk_size, with_reset):
     weights = torch.randn_like(expected)
     grads_expected = torch.autograd.grad((expected * weights).sum(), args)
     grads_got = torch.autograd.grad((got * weights).sum(), args)
-    for name, g_got, g_exp in zip("u delta A B C D z bias".split(), grads_got, grads_expected):
+    for name, g_got, g_exp in zip(["u", "delta", "A", "B", "C", "D", "z", "bias"], grads_got, grads_expected):
         torch.testing.assert_close(g_got, g_exp, atol=1e-5, rtol=1e-5, msg=f"gradient of {name}")
 
 
@@ -62,7 +66,17 @@ def test_selective_scan_gradcheck_with_state_and_reset():
 
     def fn(u, delta, A, B, C, h0):
         return selective_scan(
-            u, delta, A, B, C, delta_bias=bias, delta_softplus=True, reset=reset, h0=h0, return_last_state=True, chunk_size=4
+            u,
+            delta,
+            A,
+            B,
+            C,
+            delta_bias=bias,
+            delta_softplus=True,
+            reset=reset,
+            h0=h0,
+            return_last_state=True,
+            chunk_size=4,
         )
 
     assert torch.autograd.gradcheck(fn, [t.requires_grad_() for t in (u, delta, A, B, C, h0)])
@@ -100,7 +114,9 @@ def official_mixer_forward(sd: dict, hidden: torch.Tensor) -> torch.Tensor:
     x_dbl = x.transpose(1, 2) @ sd["x_proj.weight"].T
     dt, B, C = x_dbl.split([1, 16, 16], dim=-1)
     dt = (dt @ sd["dt_proj.weight"].T).transpose(1, 2)
-    y = naive_selective_scan(x, dt, -torch.exp(sd["A_log"]), B.transpose(1, 2), C.transpose(1, 2), sd["D"], z, sd["dt_proj.bias"])
+    y = naive_selective_scan(
+        x, dt, -torch.exp(sd["A_log"]), B.transpose(1, 2), C.transpose(1, 2), sd["D"], z, sd["dt_proj.bias"]
+    )
     return y.transpose(1, 2) @ sd["out_proj.weight"].T
 
 
@@ -229,7 +245,9 @@ def test_tiny_mamba_learns_selective_copying():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not (torch.cuda.is_available() and has_mamba_kernels()), reason="needs CUDA and mamba-ssm + causal-conv1d")
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and has_mamba_kernels()), reason="needs CUDA and mamba-ssm + causal-conv1d"
+)
 def test_mamba_ssm_kernels_match_pure_path():
     torch.manual_seed(0)
     fused = Mamba(64).cuda()

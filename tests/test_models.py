@@ -49,7 +49,11 @@ def test_every_parameter_gets_a_gradient(name):
     model = build(name, num_classes=3).train()
     x = model.example_inputs(2, 16)
     model(x).float().pow(2).mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
     assert not missing, f"no (finite) gradient for {missing}"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters() if p.grad is not None)
 

@@ -30,10 +30,13 @@ def memory_chain_state(g) -> dict:
     return {k: torch.from_numpy(np.array(getattr(g, k))).long() for k in ("context", "query", "time")}
 
 
-@pytest.mark.parametrize("env_id,to_torch,kwargs", [
-    ("CartPole-v1", cartpole_state, {}),
-    ("MemoryChain-bsuite", memory_chain_state, {}),
-])
+@pytest.mark.parametrize(
+    "env_id,to_torch,kwargs",
+    [
+        ("CartPole-v1", cartpole_state, {}),
+        ("MemoryChain-bsuite", memory_chain_state, {}),
+    ],
+)
 def test_parity_with_gymnax(env_id, to_torch, kwargs):
     """Same start state and actions -> same observations, rewards and dones, across auto-resets."""
     n, steps = 16, 150
@@ -47,12 +50,16 @@ def test_parity_with_gymnax(env_id, to_torch, kwargs):
     for t in range(steps):
         actions = rng.integers(0, ours.num_actions, n)
         key, sub = jax.random.split(key)
-        g_obs, g_state, g_reward, g_term, g_trunc, g_info = step(jax.random.split(sub, n), g_state, jax.numpy.asarray(actions), params)
+        g_obs, g_state, g_reward, g_term, g_trunc, g_info = step(
+            jax.random.split(sub, n), g_state, jax.numpy.asarray(actions), params
+        )
         obs, state, reward, done, info = ours.step(state, torch.from_numpy(actions))
         g_done = np.asarray(g_term) | np.asarray(g_trunc)
         np.testing.assert_array_equal(done.numpy(), g_done, err_msg=f"done differs at step {t}")
         np.testing.assert_allclose(reward.numpy(), np.asarray(g_reward), atol=1e-6)
-        np.testing.assert_allclose(info["final_observation"].numpy(), np.asarray(g_info["final_observation"]), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            info["final_observation"].numpy(), np.asarray(g_info["final_observation"]), rtol=1e-4, atol=1e-5
+        )
         live = ~g_done
         np.testing.assert_allclose(obs.numpy()[live], np.asarray(g_obs)[live], rtol=1e-4, atol=1e-5)
         if g_done.any():
@@ -77,7 +84,9 @@ def test_dense_reset_step_equals_step_with_fresh_rows_from_the_noise():
         assert torch.equal(info["final_observation"], ref_info["final_observation"])
         assert torch.equal(obs[~done], ref_obs[~done]) and torch.equal(dense_state["s"][~done], ref_state["s"][~done])
         fresh = env.fresh_state(noise)
-        assert torch.equal(dense_state["s"][done], fresh["s"][done]) and torch.equal(obs[done], env.observe(fresh)[done])
+        assert torch.equal(dense_state["s"][done], fresh["s"][done]) and torch.equal(
+            obs[done], env.observe(fresh)[done]
+        )
         resets += int(done.sum())
         state = dense_state
     assert resets > n
@@ -142,7 +151,9 @@ ORACLES = {
     "popgym/CountRecall": lambda s, e: s["counts"].gather(1, e.card_at(s["queries"], s["time"])[:, None]).squeeze(1),
     "popgym/Concentration": concentration_oracle,
     # A hand-tuned linear controller on the full state the agent doesn't see.
-    "popgym/StatelessCartPole": lambda s, e: ((s["s"][:, 2] * 10 + s["s"][:, 3] * 2 + s["s"][:, 0] * 0.3 + s["s"][:, 1]) > 0).long(),
+    "popgym/StatelessCartPole": lambda s, e: (
+        (s["s"][:, 2] * 10 + s["s"][:, 3] * 2 + s["s"][:, 0] * 0.3 + s["s"][:, 1]) > 0
+    ).long(),
 }
 
 
@@ -201,7 +212,7 @@ def test_projected_observation_is_linear_projection_and_actions_permuted():
     env = make_env("meta/projected-MemoryChain-bsuite", 4, projection_seed=2)
     obs, state = env.reset(seed=0)
     raw = env.env.observe(state["inner"])
-    torch.testing.assert_close(obs[:, :env.proj_dim], torch.bmm(raw.unsqueeze(1), state["matrix"]).squeeze(1))
+    torch.testing.assert_close(obs[:, : env.proj_dim], torch.bmm(raw.unsqueeze(1), state["matrix"]).squeeze(1))
     # Answer the memory query through the inverse permutation: always +1.
     context = state["inner"]["context"][:, 0]
     inverse = state["perm"].argsort(1)

@@ -11,7 +11,9 @@ from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS as HELD_OUT
 
 
 def projected(n: int, **kwargs):
-    return make_env("meta/projected-Association", n, **{"num_cues": 4, "episodes_per_trial": 3, "proj_dim": 6, **kwargs})
+    return make_env(
+        "meta/projected-Association", n, **{"num_cues": 4, "episodes_per_trial": 3, "proj_dim": 6, **kwargs}
+    )
 
 
 def right_action(state) -> torch.Tensor:
@@ -48,7 +50,9 @@ def test_answer_is_revealed_in_agent_coordinates_at_feedback_steps_only():
         answer = right_action(state)
         obs, state, reward, _, info = env.step(state, (answer + 1) % 4)  # a wrong answer scores 0...
         assert reward.eq(0).all() and not info["episode_done"].any()
-        assert torch.equal(obs[:, 6:10].argmax(1), answer) and obs[:, 6:10].sum(1).eq(1).all()  # ...and the right one is shown
+        assert (
+            torch.equal(obs[:, 6:10].argmax(1), answer) and obs[:, 6:10].sum(1).eq(1).all()
+        )  # ...and the right one is shown
         obs, state, reward, _, info = env.step(state, answer)  # feedback step: unscored
         assert reward.eq(0).all() and info["episode_done"].all()
     obs, state = env.reset(seed=0)
@@ -110,14 +114,18 @@ def test_in_context_learner_reaches_the_best_accuracy_and_memoryless_play_is_cha
     env = projected(200, episodes_per_trial=5, projection_seed=HELD_OUT)
     best = play_trials(env, in_context_learner, 2000).mean(0)
     torch.testing.assert_close(best, torch.tensor(best_accuracy(4, 5)), atol=0.04, rtol=0)
-    assert best[0] < 0.3 and best[-1] > 0.85  # the observations hold what a learner needs: return rises across the trial
+    assert (
+        best[0] < 0.3 and best[-1] > 0.85
+    )  # the observations hold what a learner needs: return rises across the trial
 
     # Memoryless policies, even ones that hash the projected cue, are right 1/4 of the time in every episode.
     torch.manual_seed(0)
     weights = torch.randn(env.obs_dim, 4)
-    for policy in (lambda obs, _: (obs @ weights).argmax(1),
-                   lambda obs, _: (obs[:, :6] > 0).long().sum(1) % 4,
-                   lambda obs, _: torch.zeros(obs.shape[0], dtype=torch.long)):
+    for policy in (
+        lambda obs, _: (obs @ weights).argmax(1),
+        lambda obs, _: (obs[:, :6] > 0).long().sum(1) % 4,
+        lambda obs, _: torch.zeros(obs.shape[0], dtype=torch.long),
+    ):
         returns = play_trials(env, policy, 2000).mean(0)
         assert (returns - 0.25).abs().max() < 0.04
 

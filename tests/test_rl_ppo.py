@@ -47,7 +47,9 @@ def test_rollout_bootstraps_from_the_final_observation_of_truncated_episodes():
         _, state, _, _, info = env.step(state, batch.actions[t])
         cut = info["truncated"] & ~info["terminated"]
         with torch.no_grad():
-            expected[t] = agent.heads(agent.backbone.forward_features(info["final_observation"][:, None]))[1][:, 0] * cut
+            expected[t] = (
+                agent.heads(agent.backbone.forward_features(info["final_observation"][:, None]))[1][:, 0] * cut
+            )
     assert expected[4].abs().min() > 0 and (expected[[0, 1, 2, 3, 5, 6, 7, 8]] == 0).all()
     torch.testing.assert_close(batch.bootstrap, expected)
 
@@ -66,7 +68,12 @@ def test_finished_episodes_equal_a_step_by_step_tally():
             returns, lengths = returns + run_r[dones[t]].tolist(), lengths + run_l[dones[t]].tolist()
             run_r, run_l = run_r.masked_fill(dones[t], 0), run_l.masked_fill(dones[t], 0)
         got = finished_episodes(rewards, dones, carry_r, carry_l)
-        assert [got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3].tolist()] == [returns, lengths, run_r.tolist(), run_l.tolist()]
+        assert [got[0].tolist(), got[1].tolist(), got[2].tolist(), got[3].tolist()] == [
+            returns,
+            lengths,
+            run_r.tolist(),
+            run_l.tolist(),
+        ]
 
 
 def test_ppo_loss_hand_computed():
@@ -85,15 +92,32 @@ def test_ppo_loss_hand_computed():
     torch.testing.assert_close(stats["clip_frac"], torch.tensor(1.0))
     torch.testing.assert_close(loss, torch.tensor(-0.2 + 0.5 * 0.3125 - 0.01 * math.log(2)))
     # Value clipping: old + clamp(v - old, +-.2) = [1.0, 2.3] -> max((.25, 1), (.25, 1.69)) -> .5 * .97
-    _, clipped = ppo_loss(logits, actions, old_logp, advantages, values, old_values, returns, PPOConfig(clip_value=True, normalize_advantages=False))
+    _, clipped = ppo_loss(
+        logits,
+        actions,
+        old_logp,
+        advantages,
+        values,
+        old_values,
+        returns,
+        PPOConfig(clip_value=True, normalize_advantages=False),
+    )
     torch.testing.assert_close(clipped["value_loss"], torch.tensor(0.485))
 
 
 def test_ppo_loss_gradient_vanishes_outside_clip():
     logits = torch.zeros(1, 2, requires_grad=True)
     old_logp = torch.tensor([math.log(0.5) - math.log(1.5)])  # ratio 1.5 > 1 + eps with a positive advantage
-    loss, _ = ppo_loss(logits, torch.tensor([0]), old_logp, torch.tensor([1.0]), torch.zeros(1), torch.zeros(1), torch.zeros(1),
-                       PPOConfig(ent_coef=0.0, normalize_advantages=False))
+    loss, _ = ppo_loss(
+        logits,
+        torch.tensor([0]),
+        old_logp,
+        torch.tensor([1.0]),
+        torch.zeros(1),
+        torch.zeros(1),
+        torch.zeros(1),
+        PPOConfig(ent_coef=0.0, normalize_advantages=False),
+    )
     loss.backward()
     assert logits.grad.abs().max() == 0
 
@@ -146,7 +170,9 @@ def test_reset_makes_output_equal_a_fresh_start(core):
         warm = agent.initial_state(2)
         _, _, warm = agent.act(torch.randn(2, 3) * 3, warm, torch.zeros(2, dtype=torch.bool))
         logits, values = agent.evaluate(x, reset, warm)
-        fresh_logits, fresh_values = agent.evaluate(x[:, 6:], torch.zeros(2, 4, dtype=torch.bool), agent.initial_state(2))
+        fresh_logits, fresh_values = agent.evaluate(
+            x[:, 6:], torch.zeros(2, 4, dtype=torch.bool), agent.initial_state(2)
+        )
         other_logits, _ = agent.evaluate(torch.randn(2, 10, 3), reset, warm)
     torch.testing.assert_close(logits[:, 6:], fresh_logits, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(values[:, 6:], fresh_values, atol=1e-5, rtol=1e-4)

@@ -28,7 +28,13 @@ def test_short_ppo_run_improves_cartpole_return():
     before = evaluate_policy(agent, make_env("CartPole-v1", 16), seed=5, episodes=16, greedy=False)
     collector = RolloutCollector(env, agent, seed=0)
     for _ in range(25):
-        ppo_update(agent, collector.collect(64), optimizer, PPOConfig(num_minibatches=2), generator=torch.Generator().manual_seed(0))
+        ppo_update(
+            agent,
+            collector.collect(64),
+            optimizer,
+            PPOConfig(num_minibatches=2),
+            generator=torch.Generator().manual_seed(0),
+        )
     after = evaluate_policy(agent, make_env("CartPole-v1", 16), seed=5, episodes=16, greedy=False)
     assert sum(after) / 16 > 2 * sum(before) / 16  # random play lasts ~22 steps
 
@@ -36,10 +42,22 @@ def test_short_ppo_run_improves_cartpole_return():
 def compose_rl(tmp_path: Path, *overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="domains.rl.configs", version_base="1.3"):
-        return compose("train", overrides=[
-            f"paths.log_dir={tmp_path}", "paths.output_dir=" + str(tmp_path / "run"), "trainer.enable_progress_bar=false",
-            "logger=csv", "trainer.max_epochs=1", "data.iterations_per_epoch=2", "data.num_envs=4", "data.rollout_steps=16",
-            "task.val_episodes=2", "task.eval_episodes=4", *overrides])
+        return compose(
+            "train",
+            overrides=[
+                f"paths.log_dir={tmp_path}",
+                "paths.output_dir=" + str(tmp_path / "run"),
+                "trainer.enable_progress_bar=false",
+                "logger=csv",
+                "trainer.max_epochs=1",
+                "data.iterations_per_epoch=2",
+                "data.num_envs=4",
+                "data.rollout_steps=16",
+                "task.val_episodes=2",
+                "task.eval_episodes=4",
+                *overrides,
+            ],
+        )
 
 
 def test_cli_train_eval_export_roundtrip(tmp_path):
@@ -52,13 +70,29 @@ def test_cli_train_eval_export_roundtrip(tmp_path):
     assert "test/return_mean" in result["metrics"] and result["metrics"]["test/episodes"] == 4
     assert (tmp_path / "run" / "learning_curve.png").is_file() and (tmp_path / "run" / "episode.gif").is_file()
 
-    evaluated = run(compose_rl(tmp_path, "model=gru", "model.kwargs.dim=16", "mode=eval", f"ckpt_path={result['last_checkpoint']}",
-                               "paths.output_dir=" + str(tmp_path / "eval")))
+    evaluated = run(
+        compose_rl(
+            tmp_path,
+            "model=gru",
+            "model.kwargs.dim=16",
+            "mode=eval",
+            f"ckpt_path={result['last_checkpoint']}",
+            "paths.output_dir=" + str(tmp_path / "eval"),
+        )
+    )
     assert evaluated["metrics"]["test/episodes"] == 4
     assert (tmp_path / "eval" / "learning_curve.png").is_file()  # drawn from the training run's log
 
-    exported = run(compose_rl(tmp_path, "model=gru", "model.kwargs.dim=16", "mode=export", f"ckpt_path={result['last_checkpoint']}",
-                              f"output={tmp_path / 'policy'}"))
+    exported = run(
+        compose_rl(
+            tmp_path,
+            "model=gru",
+            "model.kwargs.dim=16",
+            "mode=export",
+            f"ckpt_path={result['last_checkpoint']}",
+            f"output={tmp_path / 'policy'}",
+        )
+    )
     agent, spec = load_policy(exported["model_dir"])
     assert spec["env"] == "CartPole-v1"
     from domains.rl.tasks import PPOTask
@@ -71,13 +105,29 @@ def test_cli_train_eval_export_roundtrip(tmp_path):
     torch.testing.assert_close(mine, theirs)
 
     # A policy folder as `weights=` brings its heads too: evaluation equals the checkpoint's.
-    from_folder = run(compose_rl(tmp_path, "model=gru", "model.kwargs.dim=16", "mode=eval", f"weights={exported['model_dir']}",
-                                 "paths.output_dir=" + str(tmp_path / "eval2")))
+    from_folder = run(
+        compose_rl(
+            tmp_path,
+            "model=gru",
+            "model.kwargs.dim=16",
+            "mode=eval",
+            f"weights={exported['model_dir']}",
+            "paths.output_dir=" + str(tmp_path / "eval2"),
+        )
+    )
     assert from_folder["metrics"]["test/return_mean"] == evaluated["metrics"]["test/return_mean"]
 
     with pytest.raises(ZooError, match="trained on env 'CartPole-v1'"):
-        run(compose_rl(tmp_path, "model=gru", "mode=eval", "env=popgym/RepeatFirst", f"ckpt_path={result['last_checkpoint']}",
-                       "paths.output_dir=" + str(tmp_path / "bad")))
+        run(
+            compose_rl(
+                tmp_path,
+                "model=gru",
+                "mode=eval",
+                "env=popgym/RepeatFirst",
+                f"ckpt_path={result['last_checkpoint']}",
+                "paths.output_dir=" + str(tmp_path / "bad"),
+            )
+        )
 
 
 def test_cli_trains_and_exports_the_transformer_core(tmp_path, model="transformer"):
@@ -86,8 +136,16 @@ def test_cli_trains_and_exports_the_transformer_core(tmp_path, model="transforme
     from zoo.training import run
 
     result = run(compose_rl(tmp_path, f"model={model}", "env=popgym/RepeatFirst", "task.eval_episodes=2"))
-    exported = run(compose_rl(tmp_path, f"model={model}", "env=popgym/RepeatFirst", "mode=export",
-                              f"ckpt_path={result['last_checkpoint']}", f"output={tmp_path / 'policy'}"))
+    exported = run(
+        compose_rl(
+            tmp_path,
+            f"model={model}",
+            "env=popgym/RepeatFirst",
+            "mode=export",
+            f"ckpt_path={result['last_checkpoint']}",
+            f"output={tmp_path / 'policy'}",
+        )
+    )
     agent, _ = load_policy(exported["model_dir"])
     from domains.rl.tasks import PPOTask
 
@@ -127,10 +185,13 @@ def test_trial_returns_table_on_projected_env():
 @pytest.mark.slow
 def test_compiled_rollout_equals_the_eager_dense_rollout():
     """torch.compile of one rollout step (CartPole: env + MLP policy + sampling fused) changes nothing but speed."""
+
     def collector(compiled: bool) -> RolloutCollector:
         torch.manual_seed(0)
         backbone = create_model("mlp_policy_small", in_features=4, dim=16)
-        made = RolloutCollector(make_env("CartPole-v1", 16), Agent(backbone, ActorCriticHeads(16, 2, 16)), seed=3, compile=True)
+        made = RolloutCollector(
+            make_env("CartPole-v1", 16), Agent(backbone, ActorCriticHeads(16, 2, 16)), seed=3, compile=True
+        )
         if not compiled:
             made.transition = made._transition  # the same dense-reset step, run eagerly
         return made

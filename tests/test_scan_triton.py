@@ -28,8 +28,24 @@ def run_cases(marker: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not torch.cuda.is_available():
         env["TRITON_INTERPRET"] = "1"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker,
-                           str(REPO / "tests" / "triton_scan_cases.py")], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            marker,
+            str(REPO / "tests" / "triton_scan_cases.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
 

@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.layers.ssm import S5, S5Block, block_diagonal_init, diagonalize_hippo_normal, hippo_legs, hippo_normal, lecun_normal
+from zoo.layers.ssm import (
+    S5,
+    S5Block,
+    block_diagonal_init,
+    diagonalize_hippo_normal,
+    hippo_legs,
+    hippo_normal,
+    lecun_normal,
+)
 from zoo.registry import create_model
 
 
@@ -30,7 +38,9 @@ def test_hippo_n_diagonalisation_reconstructs(n):
     eye = torch.eye(n, dtype=torch.complex128)
     torch.testing.assert_close(V.conj().T @ V, eye)
     torch.testing.assert_close(V @ torch.diag(Lambda) @ V.conj().T, S.to(torch.complex128))
-    assert torch.all(Lambda.imag[1:] >= Lambda.imag[:-1]) and torch.allclose(Lambda.real, torch.tensor(-0.5, dtype=torch.float64))
+    assert torch.all(Lambda.imag[1:] >= Lambda.imag[:-1]) and torch.allclose(
+        Lambda.real, torch.tensor(-0.5, dtype=torch.float64)
+    )
     half = n // 2  # conjugate symmetry: the kept half and its conjugates make the real matrix
     torch.testing.assert_close(2 * (V[:, :half] @ torch.diag(Lambda[:half]) @ V[:, :half].conj().T).real, S)
 
@@ -49,7 +59,9 @@ def test_lecun_normal_variance():
     assert abs(w.var().item() * 50 - 1) < 0.02 and w.abs().max() <= 2 / 0.87962566103423978 / math.sqrt(50) + 1e-12
 
 
-@pytest.mark.parametrize("C_init,C_var", [("trunc_standard_normal", 1 / 128), ("lecun_normal", 1 / (128 * 64)), ("complex_normal", 0.5)])
+@pytest.mark.parametrize(
+    "C_init,C_var", [("trunc_standard_normal", 1 / 128), ("lecun_normal", 1 / (128 * 64)), ("complex_normal", 0.5)]
+)
 def test_initial_scales_follow_official_scheme(C_init, C_var):
     # B ~ lecun_normal(state_dim x H) then V^-1 B; C sampled over the real states then C V
     # (V has orthonormal columns, so each real component keeps the sampled variance).
@@ -59,7 +71,9 @@ def test_initial_scales_follow_official_scheme(C_init, C_var):
     assert abs(layer.C.var().item() / C_var - 1) < 0.1
     dt = layer.log_step.exp()
     assert dt.min() >= 0.001 and dt.max() <= 0.1
-    torch.testing.assert_close(torch.complex(layer.Lambda_re, layer.Lambda_im)[:16], diagonalize_hippo_normal(32)[0][:16].to(torch.complex64))
+    torch.testing.assert_close(
+        torch.complex(layer.Lambda_re, layer.Lambda_im)[:16], diagonalize_hippo_normal(32)[0][:16].to(torch.complex64)
+    )
 
 
 # ----------------------------------------------------------------------------- dense reference
@@ -245,7 +259,9 @@ def test_forward_chunk_continues_state():
     x, reset = torch.randn(2, 30, 3), _resets(2, 30)
     first, state = model.forward_chunk(x[:, :13], model.init_state(2), reset[:, :13])
     second, _ = model.forward_chunk(x[:, 13:], state, reset[:, 13:])
-    torch.testing.assert_close(torch.cat([first, second], 1), model.forward_features(x, reset=reset), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.cat([first, second], 1), model.forward_features(x, reset=reset), atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

@@ -18,12 +18,14 @@ from zoo.errors import DataError
 
 def hourly_frame(n: int = 400, start: str = "2020-01-01") -> pd.DataFrame:
     t = np.arange(n)
-    return pd.DataFrame({
-        "date": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
-        "load": np.sin(2 * np.pi * t / 24) + 0.01 * t,
-        "temp": np.cos(2 * np.pi * t / 24),
-        "OT": np.sin(2 * np.pi * t / 12) + 5.0,
-    })
+    return pd.DataFrame(
+        {
+            "date": pd.date_range(start, periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+            "load": np.sin(2 * np.pi * t / 24) + 0.01 * t,
+            "temp": np.cos(2 * np.pi * t / 24),
+            "OT": np.sin(2 * np.pi * t / 12) + 5.0,
+        }
+    )
 
 
 def write(tmp_path, frame: pd.DataFrame, name: str = "series.csv") -> str:
@@ -87,7 +89,11 @@ def test_scaler_and_mase_scale_use_only_the_training_rows(tmp_path):
 
 def test_long_layout_and_parquet_equal_the_wide_file(tmp_path):
     wide = hourly_frame(200)
-    long = wide.melt(id_vars="date", var_name="unique_id", value_name="y").rename(columns={"date": "ds"}).sample(frac=1.0, random_state=0)
+    long = (
+        wide.melt(id_vars="date", var_name="unique_id", value_name="y")
+        .rename(columns={"date": "ds"})
+        .sample(frac=1.0, random_state=0)
+    )
     frame_wide, _ = load_series(write(tmp_path, wide))
     frame_long, freq = load_series(write(tmp_path, long, "long.csv"))
     frame_parquet, _ = load_series(write(tmp_path, wide, "wide.parquet"))
@@ -108,7 +114,9 @@ def test_embedded_default_series():
 
 def test_time_features_follow_the_frequency():
     stamp = pd.DatetimeIndex(["2021-03-15 07:30:00"])  # a Monday
-    np.testing.assert_allclose(time_features(stamp, "h")[0], [7 / 23 - 0.5, 0 / 6 - 0.5, 14 / 30 - 0.5, 73 / 365 - 0.5], rtol=1e-6)
+    np.testing.assert_allclose(
+        time_features(stamp, "h")[0], [7 / 23 - 0.5, 0 / 6 - 0.5, 14 / 30 - 0.5, 73 / 365 - 0.5], rtol=1e-6
+    )
     assert time_features(stamp, "15min").shape == (1, 5) and time_features(stamp, "D").shape == (1, 3)
     assert time_features(stamp, "W-SAT").shape == (1, 2) and time_features(stamp, "MS").shape == (1, 1)
     assert calendar_fields(stamp)[0].tolist() == [3, 15, 0, 7, 2]
@@ -124,15 +132,38 @@ def bad_file(tmp_path, edit) -> str:
     return write(tmp_path, frame)
 
 
-@pytest.mark.parametrize("edit,fill,message", [
-    (lambda f: f.loc.__setitem__((10, "date"), f.date[8]), "error", r"series.csv:12: timestamp .* earlier than the row before .*sort"),
-    (lambda f: f.loc.__setitem__((10, "date"), f.date[9]), "error", r"series.csv:12: duplicate timestamp"),
-    (lambda f: f.loc.__setitem__((10, "date"), "not a date"), "error", r"series.csv:12: column 'date' value 'not a date' is not a timestamp"),
-    (lambda f: f.loc.__setitem__((7, "load"), "n/a?"), "error", r"series.csv:9: column 'load' value 'n/a\?' is not a number"),
-    (lambda f: f.loc.__setitem__((7, "temp"), np.nan), "error", r"series.csv:9: column 'temp' is empty \(at 2020-01-01 07:00:00\).*data.fill"),
-    (lambda f: f.drop(index=[50, 51], inplace=True), "error", r"series.csv:52: 2 timestamp\(s\) missing .*first 2020-01-03 02:00:00 \(just before this row\).*data.fill"),
-    (lambda f: None, "sometimes", r"data.fill='sometimes'"),
-])
+@pytest.mark.parametrize(
+    "edit,fill,message",
+    [
+        (
+            lambda f: f.loc.__setitem__((10, "date"), f.date[8]),
+            "error",
+            r"series.csv:12: timestamp .* earlier than the row before .*sort",
+        ),
+        (lambda f: f.loc.__setitem__((10, "date"), f.date[9]), "error", r"series.csv:12: duplicate timestamp"),
+        (
+            lambda f: f.loc.__setitem__((10, "date"), "not a date"),
+            "error",
+            r"series.csv:12: column 'date' value 'not a date' is not a timestamp",
+        ),
+        (
+            lambda f: f.loc.__setitem__((7, "load"), "n/a?"),
+            "error",
+            r"series.csv:9: column 'load' value 'n/a\?' is not a number",
+        ),
+        (
+            lambda f: f.loc.__setitem__((7, "temp"), np.nan),
+            "error",
+            r"series.csv:9: column 'temp' is empty \(at 2020-01-01 07:00:00\).*data.fill",
+        ),
+        (
+            lambda f: f.drop(index=[50, 51], inplace=True),
+            "error",
+            r"series.csv:52: 2 timestamp\(s\) missing .*first 2020-01-03 02:00:00 \(just before this row\).*data.fill",
+        ),
+        (lambda f: None, "sometimes", r"data.fill='sometimes'"),
+    ],
+)
 def test_bad_input_is_one_clear_error(tmp_path, edit, fill, message):
     with pytest.raises(DataError, match=message):
         datamodule(bad_file(tmp_path, edit), fill=fill)
@@ -207,11 +238,17 @@ def test_long_layout_with_several_series_names_the_series_and_row(tmp_path):
         datamodule(path, target="east", fill="interpolate")
 
 
-@pytest.mark.parametrize("content,message", [
-    ("", "the file is empty"),
-    ("date,load\n", "the file has no rows"),
-    ("date,load\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:30,3\n2020-01-01 03:00,4\n", r"series.csv:4: timestamp 2020-01-01 01:30:00 is not on the 'h' grid"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "the file is empty"),
+        ("date,load\n", "the file has no rows"),
+        (
+            "date,load\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:30,3\n2020-01-01 03:00,4\n",
+            r"series.csv:4: timestamp 2020-01-01 01:30:00 is not on the 'h' grid",
+        ),
+    ],
+)
 def test_malformed_files(tmp_path, content, message):
     (tmp_path / "series.csv").write_text(content)
     with pytest.raises(DataError, match=message):

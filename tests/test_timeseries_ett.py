@@ -27,7 +27,10 @@ def numpy_repeat_last_mse(features: str, seq_len: int, horizon: int) -> float:
     train = values[: 12 * month]
     scaled = (values - train.mean(0)) / train.std(0)
     start, end = 16 * month - seq_len, 20 * month
-    errors = [scaled[s + seq_len : s + seq_len + horizon] - scaled[s + seq_len - 1] for s in range(start, end - seq_len - horizon + 1)]
+    errors = [
+        scaled[s + seq_len : s + seq_len + horizon] - scaled[s + seq_len - 1]
+        for s in range(start, end - seq_len - horizon + 1)
+    ]
     assert len(errors) == 4 * month - horizon + 1  # every test target row, no partial batch dropped
     return float(np.mean(np.square(errors)))
 
@@ -36,5 +39,7 @@ def numpy_repeat_last_mse(features: str, seq_len: int, horizon: int) -> float:
 def test_benchmark_windows_and_scaling_equal_informers_loader(tmp_path, features, horizon):
     args = argparse.Namespace(informer="informer_paper", epochs=6, limit_train_batches=1.0, ar_lags=720)
     seq_len = {"M": 48, "S": 720}[features]
-    result = run_one(str(ETTH1), features, horizon, model_overrides("repeat_last", features, horizon, args), tmp_path / "run")
+    result = run_one(
+        str(ETTH1), features, horizon, model_overrides("repeat_last", features, horizon, args), tmp_path / "run"
+    )
     assert result["metrics"]["test/mse"] == pytest.approx(numpy_repeat_last_mse(features, seq_len, horizon), rel=1e-6)

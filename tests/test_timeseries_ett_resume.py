@@ -24,11 +24,13 @@ def ett_like(tmp_path_factory):
     hours = 20 * 30 * 24
     t = np.arange(hours)
     noise = np.random.default_rng(0).normal(size=(hours, 2))
-    frame = pd.DataFrame({
-        "date": pd.date_range("2016-07-01", periods=hours, freq="h"),
-        "HUFL": np.sin(2 * np.pi * t / 24) + 0.1 * noise[:, 0],
-        "OT": np.cos(2 * np.pi * t / 168) + 0.1 * noise[:, 1],
-    })
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2016-07-01", periods=hours, freq="h"),
+            "HUFL": np.sin(2 * np.pi * t / 24) + 0.1 * noise[:, 0],
+            "OT": np.cos(2 * np.pi * t / 168) + 0.1 * noise[:, 1],
+        }
+    )
     path = tmp_path_factory.mktemp("ett") / "ett_like.csv"
     frame.to_csv(path, index=False)
     return str(path)

@@ -23,7 +23,9 @@ def test_moving_average_repeats_the_edges():
 @pytest.mark.parametrize("individual", [False, True])
 def test_dlinear_is_seasonal_plus_trend_linear_maps(individual):
     torch.manual_seed(0)
-    model = create_model("dlinear", seq_len=30, pred_len=7, kernel_size=5, individual=individual, in_features=3).double()
+    model = create_model(
+        "dlinear", seq_len=30, pred_len=7, kernel_size=5, individual=individual, in_features=3
+    ).double()
     for layer in (model.seasonal, model.trend):
         torch.nn.init.normal_(layer.weight)
     x = torch.randn(4, 30, 3, dtype=torch.float64)
@@ -44,7 +46,9 @@ def test_dlinear_starts_as_a_window_average_and_nlinear_is_shift_invariant():
     x = torch.randn(2, 20, 1)
     torch.testing.assert_close(model.forecast(x), x.mean(1, keepdim=True).expand(-1, 5, -1))  # weights 1/seq_len
     nlinear = create_model("nlinear", seq_len=20, pred_len=5, in_features=2)
-    torch.testing.assert_close(nlinear.forecast(x.expand(-1, -1, 2) + 10.0), nlinear.forecast(x.expand(-1, -1, 2)) + 10.0)
+    torch.testing.assert_close(
+        nlinear.forecast(x.expand(-1, -1, 2) + 10.0), nlinear.forecast(x.expand(-1, -1, 2)) + 10.0
+    )
     with pytest.raises(ZooError, match="seq_len=20"):
         model.forecast(torch.randn(2, 19, 1))
 

@@ -21,7 +21,9 @@ CONFIGS = str(Path(__file__).parent / "fixtures" / "configs")
 def config(run_dir: Path, *overrides: str):
     """Compose the toy config with its run folder at `run_dir` and the runs root two levels up."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir.parent.parent}", *overrides])
+        return compose(
+            "train", overrides=[f"paths.output_dir={run_dir}", f"paths.log_dir={run_dir.parent.parent}", *overrides]
+        )
 
 
 def test_fit_learns_and_writes_a_run_folder(tmp_path):
@@ -80,7 +82,9 @@ def test_predict_needs_weights(tmp_path):
 def test_checkpoint_loads_as_a_hub_model_and_exports(tmp_path):
     trained = run(config(tmp_path / "t", "trainer.max_epochs=1"))
     model = from_pretrained(trained["best_checkpoint"]).eval()
-    exported = run(config(tmp_path / "x", "mode=export", f"ckpt_path={trained['best_checkpoint']}", f"output={tmp_path / 'model'}"))
+    exported = run(
+        config(tmp_path / "x", "mode=export", f"ckpt_path={trained['best_checkpoint']}", f"output={tmp_path / 'model'}")
+    )
     again = from_pretrained(exported["model_dir"]).eval()
     x = torch.randint(0, 6, (3, 24))
     assert torch.equal(model(x), again(x))
@@ -90,7 +94,15 @@ def test_finetune_from_weights_with_frozen_backbone(tmp_path):
     trained = run(config(tmp_path / "t", "trainer.max_epochs=1"))
     exported = run(config(tmp_path / "x", "mode=export", f"ckpt_path={trained['best_checkpoint']}"))
     before = from_pretrained(exported["model_dir"])
-    tuned = run(config(tmp_path / "f", "mode=finetune", f"weights={exported['model_dir']}", "task.freeze_backbone=true", "trainer.max_epochs=1"))
+    tuned = run(
+        config(
+            tmp_path / "f",
+            "mode=finetune",
+            f"weights={exported['model_dir']}",
+            "task.freeze_backbone=true",
+            "trainer.max_epochs=1",
+        )
+    )
     after = from_pretrained(tuned["best_checkpoint"])
     body = [k for k in before.state_dict() if not k.startswith("head.")]
     assert all(torch.equal(before.state_dict()[k], after.state_dict()[k]) for k in body)
@@ -111,7 +123,9 @@ def test_weights_that_record_their_architecture_decide_the_backbone(tmp_path):
 
     asked = {"vocab_size": 6, "num_classes": 5, "global_pool": "max"}  # the default width differs from the saved 24
     task = FollowsTheWeights(model="test_transformer", model_kwargs=asked, weights=str(saved))
-    assert task.hparams.model_kwargs["dim"] == 24 and task.backbone.num_classes == 5 and task.backbone.global_pool == "max"
+    assert (
+        task.hparams.model_kwargs["dim"] == 24 and task.backbone.num_classes == 5 and task.backbone.global_pool == "max"
+    )
     body = {k: v for k, v in from_pretrained(saved).state_dict().items() if not k.startswith("head.")}
     assert all(torch.equal(task.backbone.state_dict()[k], v) for k, v in body.items())
     restored = FollowsTheWeights(**{k: task.hparams[k] for k in ("model", "model_kwargs")})  # as a checkpoint reloads
@@ -123,8 +137,12 @@ def test_weights_that_record_their_architecture_decide_the_backbone(tmp_path):
 def test_parameter_groups_scale_backbone_lr(tmp_path):
     from tests.fixtures.toy import CountingTask
 
-    task = CountingTask(model="test_transformer", model_kwargs={"vocab_size": 6, "num_classes": 2},
-                        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.1}, backbone_lr_scale=0.1)
+    task = CountingTask(
+        model="test_transformer",
+        model_kwargs={"vocab_size": 6, "num_classes": 2},
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.1},
+        backbone_lr_scale=0.1,
+    )
     optimizer = task.configure_optimizers()
     head = {id(p) for p in task.backbone.head.parameters()}
     for group in optimizer.param_groups:
@@ -156,7 +174,14 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
     perm[0::2] and perm[1::2] to the ranks, so each global batch holds the same samples
     as the single-process batch and DDP's gradient average equals the single-process mean.
     SGD, because Adam's first steps are sign(g) and would amplify float round-off in ~0 gradients."""
-    common = ["task.optimizer._target_=torch.optim.SGD", "task.optimizer.lr=0.5", "trainer.max_epochs=2", "callbacks=none", "trainer.enable_checkpointing=false", "test_after_fit=false"]
+    common = [
+        "task.optimizer._target_=torch.optim.SGD",
+        "task.optimizer.lr=0.5",
+        "trainer.max_epochs=2",
+        "callbacks=none",
+        "trainer.enable_checkpointing=false",
+        "test_after_fit=false",
+    ]
     single = run(config(tmp_path / "one", *common, "data.batch_size=32"))
     double = run(config(tmp_path / "two", *common, "trainer=ddp_cpu", "data.batch_size=16"))
     assert double["metrics"]["val/loss"] == pytest.approx(single["metrics"]["val/loss"], abs=1e-4)

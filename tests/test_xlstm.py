@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import ZooError
-from zoo.layers.xlstm_mlstm import mLSTMLayer, mlstm_chunkwise, mlstm_parallel, mlstm_step, mlstm_zero_state
-from zoo.layers.xlstm_slstm import sLSTMLayer, slstm_scan, slstm_step, slstm_zero_state
+from zoo.layers.xlstm_mlstm import mlstm_chunkwise, mlstm_parallel, mlstm_step, mlstm_zero_state, mLSTMLayer
+from zoo.layers.xlstm_slstm import slstm_scan, slstm_step, slstm_zero_state, sLSTMLayer
 from zoo.models.bio_xlstm import BioXLSTM, convert_xlstm_state_dict
 from zoo.registry import create_model
 
@@ -105,7 +105,9 @@ def test_mlstm_chunkwise_state_carries_over_and_gradients_match_parallel():
     logf = F.logsigmoid(fgate)
     whole, final = mlstm_chunkwise(q, k, v, igate, logf, chunk_size=8)
     first, state = mlstm_chunkwise(*(t[:, :, :21] for t in (q, k, v)), igate[..., :21], logf[..., :21], chunk_size=8)
-    second, state = mlstm_chunkwise(*(t[:, :, 21:] for t in (q, k, v)), igate[..., 21:], logf[..., 21:], state, chunk_size=8)
+    second, state = mlstm_chunkwise(
+        *(t[:, :, 21:] for t in (q, k, v)), igate[..., 21:], logf[..., 21:], state, chunk_size=8
+    )
     torch.testing.assert_close(torch.cat([first, second], 2), whole, rtol=1e-10, atol=1e-10)
     for a, b in zip(state, final):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -175,7 +177,8 @@ def test_slstm_scan_mask_keeps_state_on_padding():
 
 def official_mlstm_layer(dim, length):
     pytest.importorskip("xlstm")
-    from xlstm import mLSTMLayer as Official, mLSTMLayerConfig
+    from xlstm import mLSTMLayer as Official
+    from xlstm import mLSTMLayerConfig
 
     torch.manual_seed(0)
     layer = Official(mLSTMLayerConfig(embedding_dim=dim, context_length=length, num_heads=4))
@@ -187,7 +190,8 @@ def official_mlstm_layer(dim, length):
 
 def official_slstm_layer(dim):
     pytest.importorskip("xlstm")
-    from xlstm import sLSTMLayer as Official, sLSTMLayerConfig
+    from xlstm import sLSTMLayer as Official
+    from xlstm import sLSTMLayerConfig
 
     torch.manual_seed(0)
     layer = Official(sLSTMLayerConfig(embedding_dim=dim, num_heads=4, backend="vanilla", conv1d_kernel_size=4))
@@ -219,15 +223,29 @@ def test_slstm_layer_matches_official_vanilla_backend():
 
 def test_official_lm_state_dict_loads_by_renaming_and_gives_same_logits():
     pytest.importorskip("xlstm")
-    from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig, sLSTMLayerConfig,
-                       xLSTMLMModel, xLSTMLMModelConfig)
+    from xlstm import (
+        FeedForwardConfig,
+        mLSTMBlockConfig,
+        mLSTMLayerConfig,
+        sLSTMBlockConfig,
+        sLSTMLayerConfig,
+        xLSTMLMModel,
+        xLSTMLMModelConfig,
+    )
 
     torch.manual_seed(0)
     config = xLSTMLMModelConfig(
         mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=4)),
-        slstm_block=sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=4, conv1d_kernel_size=4),
-                                     feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu")),
-        context_length=24, num_blocks=3, embedding_dim=32, slstm_at=[1], vocab_size=11)
+        slstm_block=sLSTMBlockConfig(
+            slstm=sLSTMLayerConfig(backend="vanilla", num_heads=4, conv1d_kernel_size=4),
+            feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu"),
+        ),
+        context_length=24,
+        num_blocks=3,
+        embedding_dim=32,
+        slstm_at=[1],
+        vocab_size=11,
+    )
     official = xLSTMLMModel(config)
     official.reset_parameters()
     with torch.no_grad():
@@ -243,13 +261,16 @@ def test_official_lm_state_dict_loads_by_renaming_and_gives_same_logits():
 # ---------------------------------------------------------------- layers: step, RoPE, masks
 
 
-@pytest.mark.parametrize("layer", [
-    lambda: mLSTMLayer(16, num_heads=2, chunk_size=4),
-    lambda: mLSTMLayer(16, num_heads=2, chunk_size=4, rope_theta=100.0, rope_mode="head"),
-    lambda: mLSTMLayer(16, num_heads=2, chunk_size=4, rope_theta=100.0, rope_mode="inner"),
-    lambda: sLSTMLayer(16, num_heads=2),
-    lambda: sLSTMLayer(16, num_heads=2, conv1d_kernel_size=0),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: mLSTMLayer(16, num_heads=2, chunk_size=4),
+        lambda: mLSTMLayer(16, num_heads=2, chunk_size=4, rope_theta=100.0, rope_mode="head"),
+        lambda: mLSTMLayer(16, num_heads=2, chunk_size=4, rope_theta=100.0, rope_mode="inner"),
+        lambda: sLSTMLayer(16, num_heads=2),
+        lambda: sLSTMLayer(16, num_heads=2, conv1d_kernel_size=0),
+    ],
+)
 def test_layer_step_equals_forward(layer):
     torch.manual_seed(0)
     layer = layer().double()
@@ -262,7 +283,9 @@ def test_layer_step_equals_forward(layer):
     torch.testing.assert_close(torch.stack(steps, 1), layer(x), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("layer", [lambda: mLSTMLayer(16, num_heads=2, chunk_size=4), lambda: sLSTMLayer(16, num_heads=2)])
+@pytest.mark.parametrize(
+    "layer", [lambda: mLSTMLayer(16, num_heads=2, chunk_size=4), lambda: sLSTMLayer(16, num_heads=2)]
+)
 def test_layer_padding(layer):
     torch.manual_seed(0)
     layer = layer().double()
@@ -284,8 +307,15 @@ DNA_COMPLEMENT = [0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11]  # specials map to thems
 
 def test_rc_equivariant_model():
     torch.manual_seed(0)
-    model = create_model("dna_xlstm_500k", dim=32, depth=3, slstm_at=[1], rc_equivariant=True,
-                         complement_map=DNA_COMPLEMENT, m_chunk_size=8).double()
+    model = create_model(
+        "dna_xlstm_500k",
+        dim=32,
+        depth=3,
+        slstm_at=[1],
+        rc_equivariant=True,
+        complement_map=DNA_COMPLEMENT,
+        m_chunk_size=8,
+    ).double()
     x = torch.randint(7, 11, (2, 20))
     rc = torch.tensor(DNA_COMPLEMENT)[x].flip(1)
     features, features_rc = model.forward_features(x), model.forward_features(rc)
@@ -303,12 +333,15 @@ def test_bidirectional_model_is_reversal_equivariant_and_masks():
     torch.manual_seed(0)
     model = BioXLSTM(dim=16, depth=2, slstm_at=[0], vocab_size=8, bidirectional=True, m_chunk_size=4).double()
     x = torch.randint(0, 8, (2, 13))
-    torch.testing.assert_close(model.forward_features(x.flip(1)), model.forward_features(x).flip(1), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        model.forward_features(x.flip(1)), model.forward_features(x).flip(1), rtol=1e-10, atol=1e-10
+    )
     mask = torch.arange(13) < torch.tensor([[13], [9]])
     padded = x.clone()
     padded[1, 9:] = 5
-    torch.testing.assert_close(model.forward_features(padded, mask)[1, :9], model.forward_features(x[1:, :9])[0],
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        model.forward_features(padded, mask)[1, :9], model.forward_features(x[1:, :9])[0], rtol=1e-9, atol=1e-9
+    )
 
 
 def test_model_right_padding_and_rope_step():

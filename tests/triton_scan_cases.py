@@ -18,7 +18,9 @@ from zoo.layers.scan import linear_scan
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("without CUDA these cases need TRITON_INTERPRET=1 from the start of the process", allow_module_level=True)
+    pytest.skip(
+        "without CUDA these cases need TRITON_INTERPRET=1 from the start of the process", allow_module_level=True
+    )
 
 
 def on_device(*tensors):
@@ -26,7 +28,9 @@ def on_device(*tensors):
 
 
 @pytest.mark.parametrize("dtype,real_a", [(torch.float32, False), (torch.complex64, False), (torch.complex64, True)])
-@pytest.mark.parametrize("length,with_reset,with_h0,broadcast_a", [(1, True, True, False), (37, True, True, True), (40, False, False, False)])
+@pytest.mark.parametrize(
+    "length,with_reset,with_h0,broadcast_a", [(1, True, True, False), (37, True, True, True), (40, False, False, False)]
+)
 def test_values_and_gradients_match_sequential(dtype, real_a, length, with_reset, with_h0, broadcast_a):
     a, b, h0, reset = on_device(*make_inputs(length, dtype, state=11, broadcast_a=broadcast_a, real_a=real_a))
     h0, reset = (h0 if with_h0 else None), (reset if with_reset else None)
@@ -49,4 +53,6 @@ def test_float64_at_the_gpu_tile_sizes(dtype):
     out = scan_triton.triton_kernel(a_f, scan_module._fold_initial_state(a_f, b_f, h0), blocks=blocks)
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
     adjoint = scan_triton.triton_kernel(a_f.conj(), b_f, reverse=True, blocks=blocks)
-    torch.testing.assert_close(adjoint, scan_module._loop_kernel(a_f.conj().resolve_conj(), b_f, True), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(
+        adjoint, scan_module._loop_kernel(a_f.conj().resolve_conj(), b_f, True), atol=1e-10, rtol=1e-10
+    )

@@ -19,8 +19,14 @@ def zoo(*args: str, runs: Path, root: Path | None = None, timeout: int = 600) ->
     """`zoo *args` with ZOO_RUNS_DIR=runs; `root` (a folder holding extra `domains/`) goes first on the path."""
     path = [str(root)] if root is not None else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(REPO)]), "ZOO_RUNS_DIR": str(runs)}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=root if root is not None else Path(runs).parent)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=root if root is not None else Path(runs).parent,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -112,7 +112,9 @@ def save_pretrained(
     """
     zoo_config = getattr(model, "zoo_config", None)
     if not zoo_config:
-        raise ZooError("this model was not built by zoo.create_model, so its architecture can't be recorded; build it with create_model(name, ...)")
+        raise ZooError(
+            "this model was not built by zoo.create_model, so its architecture can't be recorded; build it with create_model(name, ...)"
+        )
     from zoo import __version__
 
     folder = Path(folder)
@@ -140,7 +142,14 @@ def save_pretrained(
     return folder
 
 
-def push_to_hub(model: torch.nn.Module, repo_id: str, card: dict | None = None, private: bool = False, token: str | None = None, commit_message: str = "Upload longzoo model") -> str:
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    card: dict | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload longzoo model",
+) -> str:
     """Save to a temporary folder and upload it as `repo_id` (needs network and a token)."""
     from huggingface_hub import HfApi
 
@@ -157,7 +166,7 @@ def push_to_hub(model: torch.nn.Module, repo_id: str, card: dict | None = None, 
 
 def parse_hf(source: str) -> tuple[str, str | None]:
     """'hf://org/repo@rev' -> ('org/repo', 'rev')."""
-    repo, _, revision = source[len(HF_PREFIX):].partition("@")
+    repo, _, revision = source[len(HF_PREFIX) :].partition("@")
     if repo.count("/") != 1:
         raise ZooError(f"bad hub address {source!r}: write hf://<org>/<repo>[@<revision>]")
     return repo, revision or None
@@ -173,7 +182,9 @@ def resolve(source: str | os.PathLike) -> Path:
     if not text.startswith(HF_PREFIX):
         path = Path(text).expanduser()
         if not path.exists():
-            raise ZooError(f"weights not found: {text!r} is neither an existing file/folder nor an hf://org/repo address")
+            raise ZooError(
+                f"weights not found: {text!r} is neither an existing file/folder nor an hf://org/repo address"
+            )
         return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -208,12 +219,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ZooError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}; is it a complete Lightning .ckpt?") from None
+        raise ZooError(
+            f"cannot read checkpoint {path}: {str(err).splitlines()[0]}; is it a complete Lightning .ckpt?"
+        ) from None
 
 
 def _backbone_state_from_ckpt(ckpt: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
     prefix = "backbone."
-    state = {k[len(prefix):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
     if not state:
         raise ZooError(f"checkpoint {path} has no 'backbone.' weights; was it written by a longzoo task?")
     return state
@@ -231,7 +244,9 @@ def weights_source(source: str | os.PathLike, converter: str | None = None) -> t
     return text, converter
 
 
-def read_source(source: str | os.PathLike, converter: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+def read_source(
+    source: str | os.PathLike, converter: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """(state_dict, architecture) from any source; architecture is {"name", "kwargs"} when the source records it."""
     source, converter = weights_source(source, converter)
     path = resolve(source)
@@ -253,7 +268,9 @@ def read_source(source: str | os.PathLike, converter: str | None = None) -> tupl
 
     fmt = converter or detect_format(path)
     if fmt is None:
-        raise ZooError(f"{path} is not a longzoo model folder (no config.json with format 'longzoo') and matches no known checkpoint format")
+        raise ZooError(
+            f"{path} is not a longzoo model folder (no config.json with format 'longzoo') and matches no known checkpoint format"
+        )
     state, arch = get_converter(fmt)(path)
     return state, arch
 
@@ -268,8 +285,13 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     state = dict(state)
     for key in [k for k in state if k.startswith(head)]:
         if key not in own or own[key].shape != state[key].shape:
-            log.warning("classifier head of %s does not fit this model (%s %s vs %s): re-initialised; fine-tune it.",
-                        source, key, tuple(state[key].shape), tuple(own[key].shape) if key in own else "none")
+            log.warning(
+                "classifier head of %s does not fit this model (%s %s vs %s): re-initialised; fine-tune it.",
+                source,
+                key,
+                tuple(state[key].shape),
+                tuple(own[key].shape) if key in own else "none",
+            )
             for k in [k for k in state if k.startswith(head)]:
                 state.pop(k)
             break
@@ -287,7 +309,9 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
             if keys:
                 parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
-        raise ZooError(f"weights from {source} do not fit {type(model).__name__} ({'; '.join(parts)}); check the model name and kwargs match the checkpoint")
+        raise ZooError(
+            f"weights from {source} do not fit {type(model).__name__} ({'; '.join(parts)}); check the model name and kwargs match the checkpoint"
+        )
     with torch.no_grad():
         model.load_state_dict(state, strict=False)
 
@@ -297,8 +321,9 @@ def load_pretrained_weights(model: torch.nn.Module, source: str | os.PathLike, c
     load_state_into(model, state, str(source))
 
 
-def architecture_for(name: str, kwargs: dict[str, Any], weights: str | os.PathLike | None, keep: tuple[str, ...] = ()
-                     ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor] | None]:
+def architecture_for(
+    name: str, kwargs: dict[str, Any], weights: str | os.PathLike | None, keep: tuple[str, ...] = ()
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor] | None]:
     """(model name, kwargs, state dict or None) to build for `weights`: the architecture they record, if any.
 
     Weights that say what they are (a zoo folder, a training `.ckpt`, a converted release) are built
@@ -310,12 +335,20 @@ def architecture_for(name: str, kwargs: dict[str, Any], weights: str | os.PathLi
     state, arch = read_source(weights)
     if arch is None:
         return name, kwargs, state
-    built = {**{k: v for k, v in arch["kwargs"].items() if k not in keep}, **{k: kwargs[k] for k in keep if k in kwargs}}
+    built = {
+        **{k: v for k, v in arch["kwargs"].items() if k not in keep},
+        **{k: kwargs[k] for k in keep if k in kwargs},
+    }
     asked = {k: v for k, v in kwargs.items() if k not in keep}
     if arch["name"] != name or any(built.get(k) != v for k, v in asked.items()):
-        log.info("weights %s hold %s(%s): building that, not %s(%s)", weights, arch["name"],
-                 ", ".join(f"{k}={v}" for k, v in sorted(built.items()) if k not in keep), name,
-                 ", ".join(f"{k}={v}" for k, v in sorted(asked.items())))
+        log.info(
+            "weights %s hold %s(%s): building that, not %s(%s)",
+            weights,
+            arch["name"],
+            ", ".join(f"{k}={v}" for k, v in sorted(built.items()) if k not in keep),
+            name,
+            ", ".join(f"{k}={v}" for k, v in sorted(asked.items())),
+        )
     return arch["name"], built, state
 
 
@@ -328,7 +361,9 @@ def from_pretrained(source: str | os.PathLike, converter: str | None = None, **o
 
     state, arch = read_source(source, converter)
     if arch is None:
-        raise ZooError(f"{source} does not say which architecture it holds; use create_model(name, weights={str(source)!r})")
+        raise ZooError(
+            f"{source} does not say which architecture it holds; use create_model(name, weights={str(source)!r})"
+        )
     model = create_model(arch["name"], **{**arch["kwargs"], **overrides})
     load_state_into(model, state, str(source))
     return model

@@ -47,7 +47,9 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     return Path(target)
 
 
-def write_csv_atomic(target: str | os.PathLike, rows: Sequence[dict[str, Any]], fieldnames: Sequence[str] | None = None) -> Path:
+def write_csv_atomic(
+    target: str | os.PathLike, rows: Sequence[dict[str, Any]], fieldnames: Sequence[str] | None = None
+) -> Path:
     """Rows (dicts; the first one's keys are the header unless `fieldnames`) as one CSV file."""
     with atomic_path(target) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fieldnames or (rows[0] if rows else [])))

@@ -15,14 +15,15 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from zoo.errors import ZooError
 
 _entrypoints: dict[str, Callable[..., Any]] = {}
 _families: dict[str, str] = {}
-_pretrained: dict[str, "PretrainedTag"] = {}
+_pretrained: dict[str, PretrainedTag] = {}
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def register_model(fn: Callable[..., Any] | None = None, *, pretrained: dict[str
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
         name = func.__name__
         if name in _entrypoints and _entrypoints[name] is not func:
-            raise ValueError(f"model {name!r} is registered twice ({_entrypoints[name].__module__} and {func.__module__})")
+            raise ValueError(
+                f"model {name!r} is registered twice ({_entrypoints[name].__module__} and {func.__module__})"
+            )
         _entrypoints[name] = func
         _families[name] = func.__module__.rsplit(".", 1)[-1]
         for tag, spec in (pretrained or {}).items():
@@ -126,7 +129,9 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
         if not tag:
             tags = [n for n in _pretrained if split_name(n)[0] == base]
             if not tags:
-                raise ZooError(f"model {base!r} has no pretrained weights; use pretrained=False or weights=<path|hf://...>.")
+                raise ZooError(
+                    f"model {base!r} has no pretrained weights; use pretrained=False or weights=<path|hf://...>."
+                )
             tag = split_name(tags[0])[1]
         spec = get_pretrained(f"{base}.{tag}")
         kwargs = {**spec.kwargs, **kwargs}

@@ -18,9 +18,10 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +59,14 @@ def resolve_tokenizer_source(source: str) -> str:
 class ContextDataset(Dataset):
     """Item i: the SMILES of one training sequence, molecule i alone or with members of its family."""
 
-    def __init__(self, smiles: Sequence[str], context_size: int = 1, family: Sequence[Sequence[int]] | None = None,
-                 shuffle: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        smiles: Sequence[str],
+        context_size: int = 1,
+        family: Sequence[Sequence[int]] | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
         self.smiles, self.context_size, self.family = list(smiles), context_size, family
         self.shuffle, self.seed = shuffle, seed
 
@@ -119,9 +126,17 @@ class ChemDataModule(BaseDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
         self.path, self.embedded = path, embedded or self.default_embedded
-        self.read_kwargs = dict(smiles_column=smiles_column, id_column=id_column, target_columns=list(target_columns or []),
-                                group_column=group_column, on_invalid=on_invalid, rejects_path=rejects_path,
-                                canonical=canonical, dedupe=dedupe, limit=limit)
+        self.read_kwargs = dict(
+            smiles_column=smiles_column,
+            id_column=id_column,
+            target_columns=list(target_columns or []),
+            group_column=group_column,
+            on_invalid=on_invalid,
+            rejects_path=rejects_path,
+            canonical=canonical,
+            dedupe=dedupe,
+            limit=limit,
+        )
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
         self.max_tokens, self.tokenizer_source = max_tokens, tokenizer
         self.tokenizer: SmilesTokenizer | None = None
@@ -143,9 +158,16 @@ class ChemDataModule(BaseDataModule):
         table = self.read()
         kept = [m for m in table.molecules if len(split_smiles(m.smiles)) + 2 <= self.max_tokens]
         if len(kept) < len(table.molecules):
-            log.info("%s: dropped %d molecules longer than max_tokens=%d", table.path, len(table.molecules) - len(kept), self.max_tokens)
+            log.info(
+                "%s: dropped %d molecules longer than max_tokens=%d",
+                table.path,
+                len(table.molecules) - len(kept),
+                self.max_tokens,
+            )
         if len(kept) < 3:
-            raise DataError(f"{table.path}: only {len(kept)} molecules of at most {self.max_tokens} tokens; need 3 or more (raise data.max_tokens?)")
+            raise DataError(
+                f"{table.path}: only {len(kept)} molecules of at most {self.max_tokens} tokens; need 3 or more (raise data.max_tokens?)"
+            )
         return kept
 
     @cached_property
@@ -165,8 +187,11 @@ class ChemDataModule(BaseDataModule):
     def training_split(self) -> dict[str, Any]:
         """What novelty is measured against: the training split's source, size and a hash of its molecules."""
         train = sorted(self.train_smiles)
-        return {"source": str(self.path or self.embedded), "molecules": len(train),
-                "sha1": hashlib.sha1("\n".join(train).encode()).hexdigest()[:16]}
+        return {
+            "source": str(self.path or self.embedded),
+            "molecules": len(train),
+            "sha1": hashlib.sha1("\n".join(train).encode()).hexdigest()[:16],
+        }
 
     def setup_tokenizer(self) -> SmilesTokenizer:
         if self.tokenizer is None:
@@ -185,8 +210,11 @@ class ChemDataModule(BaseDataModule):
                 unseen[token] = unseen.get(token, 0) + 1
         if unseen:
             common = ", ".join(f"{t} ({n})" for t, n in sorted(unseen.items(), key=lambda kv: -kv[1])[:5])
-            log.warning("%s: tokens unseen by the model's vocabulary are encoded as <unk>: %s (molecules holding each)",
-                        self.path or self.embedded, common)
+            log.warning(
+                "%s: tokens unseen by the model's vocabulary are encoded as <unk>: %s (molecules holding each)",
+                self.path or self.embedded,
+                common,
+            )
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": len(self.setup_tokenizer())}
@@ -209,8 +237,15 @@ class SmilesDataModule(ChemDataModule):
         molecule file, or a list of SMILES.
     """
 
-    def __init__(self, context_size: int = 1, neighbours: int = 16, num_samples: int = 100,
-                 prompt: str | Sequence[str] | None = None, sample_batch_size: int = 64, **kwargs):
+    def __init__(
+        self,
+        context_size: int = 1,
+        neighbours: int = 16,
+        num_samples: int = 100,
+        prompt: str | Sequence[str] | None = None,
+        sample_batch_size: int = 64,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if context_size < 1:
             raise ZooError(f"data.context_size={context_size}; give 1 (single molecules) or more")
@@ -222,14 +257,18 @@ class SmilesDataModule(ChemDataModule):
         spec = self.prompt_spec
         if not spec:
             return []
-        if isinstance(spec, str) and (os.path.isfile(spec) or Path(spec).suffix.lower() in (".smi", ".csv", ".tsv", ".sdf", ".gz")):
+        if isinstance(spec, str) and (
+            os.path.isfile(spec) or Path(spec).suffix.lower() in (".smi", ".csv", ".tsv", ".sdf", ".gz")
+        ):
             kwargs = {**self.read_kwargs, "target_columns": [], "id_column": None, "group_column": None, "limit": None}
             return read_molecules(spec, **kwargs).smiles
         out = []
         for i, smiles in enumerate(s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)):
             canonical = canonical_or_none(smiles)
             if canonical is None:
-                raise DataError(f"data.prompt[{i}]: unparsable SMILES {smiles!r}; give valid molecules or a molecule file")
+                raise DataError(
+                    f"data.prompt[{i}]: unparsable SMILES {smiles!r}; give valid molecules or a molecule file"
+                )
             out.append(canonical)
         return out
 
@@ -304,7 +343,9 @@ class PropertyDataModule(ChemDataModule):
         if self.task_type == "classification":
             seen = set(np.unique(labels[~np.isnan(labels)]).tolist())
             if not seen <= {0.0, 1.0}:
-                raise DataError(f"{self.path or self.embedded}: classification labels must be 0 or 1, found {sorted(seen)[:5]}")
+                raise DataError(
+                    f"{self.path or self.embedded}: classification labels must be 0 or 1, found {sorted(seen)[:5]}"
+                )
             return [0.0] * len(self.target_names), [1.0] * len(self.target_names)
         mean, std = np.nanmean(labels, axis=0), np.nanstd(labels, axis=0)
         return mean.tolist(), np.where(std > 0, std, 1.0).tolist()
@@ -321,8 +362,13 @@ class PropertyDataModule(ChemDataModule):
 
     def task_kwargs(self) -> dict[str, Any]:
         mean, std = self.target_stats
-        return {**super().task_kwargs(), "target_names": self.target_names, "task_type": self.task_type,
-                "target_mean": mean, "target_std": std}
+        return {
+            **super().task_kwargs(),
+            "target_names": self.target_names,
+            "task_type": self.task_type,
+            "target_mean": mean,
+            "target_std": std,
+        }
 
     def collate(self, items: list[Molecule]) -> dict[str, Any]:
         ids, mask = pad_batch([self.tokenizer.encode(m.smiles) for m in items], self.tokenizer.pad_id)

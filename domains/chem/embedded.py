@@ -25,7 +25,9 @@ EMBEDDED = ("nci", "chembl_pic50")
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise DataError(f"{path}: this RDKit installation lacks the embedded data file; reinstall rdkit from PyPI or give data.path=<your file>")
+        raise DataError(
+            f"{path}: this RDKit installation lacks the embedded data file; reinstall rdkit from PyPI or give data.path=<your file>"
+        )
     return path
 
 
@@ -44,7 +46,9 @@ def load_embedded(name: str, canonical: bool = True, dedupe: bool = True, limit:
     """
     path = embedded_path(name)
     if name == "nci":
-        return read_molecules(path, canonical=canonical, dedupe=dedupe, limit=limit, on_invalid="skip", write_rejects=False)
+        return read_molecules(
+            path, canonical=canonical, dedupe=dedupe, limit=limit, on_invalid="skip", write_rejects=False
+        )
     with open(_require(path.with_name("CHEMBL2321810_act.csv")), newline="") as handle:
         labels = {row["Name"]: float(row["Act"]) for row in csv.DictReader(handle)}
     table = read_molecules(path, canonical=False, dedupe=False, on_invalid="skip", write_rejects=False)

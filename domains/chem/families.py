@@ -11,7 +11,7 @@ to continue a set of related molecules with another one like them.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

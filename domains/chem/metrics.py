@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from rdkit import Chem, DataStructs, RDLogger
-from rdkit.Chem import Crippen, Descriptors, QED, rdFingerprintGenerator, rdMolDescriptors
+from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator, rdMolDescriptors
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,15 @@ def generation_metrics(
             from fcd import get_fcd
 
             # As MOSES: over all valid samples, duplicates included.
-            metrics["fcd"] = float(get_fcd([Chem.MolToSmiles(m) for m in valid], [Chem.MolToSmiles(m) for m in ref_mols], device="cpu"))
+            metrics["fcd"] = float(
+                get_fcd([Chem.MolToSmiles(m) for m in valid], [Chem.MolToSmiles(m) for m in ref_mols], device="cpu")
+            )
         elif fcd:
             log.warning("FCD skipped: install the `fcd` package (it ships the ChemNet weights) to compute it")
     if prompt:
-        metrics["prompt_similarity"] = max_similarity(list(unique.values()), [m for m in map(to_mol, prompt) if m is not None])
+        metrics["prompt_similarity"] = max_similarity(
+            list(unique.values()), [m for m in map(to_mol, prompt) if m is not None]
+        )
     return metrics
 
 
@@ -157,7 +161,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def property_metrics(targets: np.ndarray, predictions: np.ndarray, names: Sequence[str], task_type: str) -> dict[str, float]:
+def property_metrics(
+    targets: np.ndarray, predictions: np.ndarray, names: Sequence[str], task_type: str
+) -> dict[str, float]:
     """Per-target and mean metrics over labelled entries: RMSE/MAE/R² (regression) or ROC-AUC/accuracy."""
     targets, predictions = np.atleast_2d(targets), np.atleast_2d(predictions)
     per_target: dict[str, dict[str, float]] = {}
@@ -169,8 +175,11 @@ def property_metrics(targets: np.ndarray, predictions: np.ndarray, names: Sequen
         if task_type == "regression":
             residual = ((y - p) ** 2).sum()
             spread = ((y - y.mean()) ** 2).sum()
-            per_target[name] = {"rmse": float(np.sqrt(residual / len(y))), "mae": float(np.abs(y - p).mean()),
-                                "r2": float(1 - residual / spread) if spread > 0 else float("nan")}
+            per_target[name] = {
+                "rmse": float(np.sqrt(residual / len(y))),
+                "mae": float(np.abs(y - p).mean()),
+                "r2": float(1 - residual / spread) if spread > 0 else float("nan"),
+            }
         else:
             per_target[name] = {"roc_auc": roc_auc(y, p), "accuracy": float(((p >= 0.5) == (y > 0.5)).mean())}
     metrics: dict[str, float] = {}

@@ -16,9 +16,9 @@ import io
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from rdkit import Chem, RDLogger
 
@@ -28,7 +28,16 @@ from zoo.io import atomic_path
 log = logging.getLogger(__name__)
 
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "smi", "molecule", "mol")
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".smi": "smi", ".smiles": "smi", ".txt": "smi", ".sdf": "sdf", ".sd": "sdf"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".smi": "smi",
+    ".smiles": "smi",
+    ".txt": "smi",
+    ".sdf": "sdf",
+    ".sd": "sdf",
+}
 
 
 @dataclass
@@ -64,7 +73,9 @@ def file_format(path: str | os.PathLike) -> tuple[str, bool]:
     gzipped = bool(suffixes) and suffixes[-1] in (".gz", ".gzip")
     suffix = suffixes[-2] if gzipped and len(suffixes) > 1 else (suffixes[-1] if suffixes and not gzipped else "")
     if suffix not in FORMATS:
-        raise DataError(f"{path}: unknown molecule file type {suffix or '(none)'!r}; use .csv, .tsv, .smi or .sdf (optionally .gz)")
+        raise DataError(
+            f"{path}: unknown molecule file type {suffix or '(none)'!r}; use .csv, .tsv, .smi or .sdf (optionally .gz)"
+        )
     return FORMATS[suffix], gzipped
 
 
@@ -77,7 +88,9 @@ def _open_text(path: Path, gzipped: bool) -> io.TextIOBase:
 def _pick_column(header: Sequence[str], wanted: str | None, path: Path, what: str) -> str:
     if wanted is not None:
         if wanted not in header:
-            raise DataError(f"{path}:1: no column {wanted!r} ({what}); columns are {list(header)}; set data.{what}=<name>")
+            raise DataError(
+                f"{path}:1: no column {wanted!r} ({what}); columns are {list(header)}; set data.{what}=<name>"
+            )
         return wanted
     for name in header:
         if name.strip().lower() in SMILES_COLUMN_NAMES:
@@ -85,7 +98,9 @@ def _pick_column(header: Sequence[str], wanted: str | None, path: Path, what: st
     raise DataError(f"{path}:1: no SMILES column among {list(header)}; set data.smiles_column=<name>")
 
 
-def _table_records(handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[tuple[str, str]]) -> Iterator[_Raw]:
+def _table_records(
+    handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[tuple[str, str]]
+) -> Iterator[_Raw]:
     reader = csv.reader(handle, delimiter=delimiter)
     header = next(reader, None)
     if not header:
@@ -101,7 +116,13 @@ def _table_records(handle, path: Path, delimiter: str, smiles_column: str | None
             yield _Raw(line, delimiter.join(row), str(line), smiles=None, fields={"_error": "empty line"})
             continue
         if len(row) != len(header):
-            yield _Raw(line, delimiter.join(row), str(line), smiles=None, fields={"_error": f"{len(row)} fields, header has {len(header)}"})
+            yield _Raw(
+                line,
+                delimiter.join(row),
+                str(line),
+                smiles=None,
+                fields={"_error": f"{len(row)} fields, header has {len(header)}"},
+            )
             continue
         yield _Raw(line, delimiter.join(row), str(line), smiles=row[position[smiles_column]].strip(), fields=values)
 
@@ -119,11 +140,15 @@ def _smi_records(handle, path: Path, columns: Sequence[tuple[str, str]]) -> Iter
             continue
         if line_number == 1 and columns:
             names = ", ".join(name for name, _ in columns)
-            raise DataError(f"{path}:1: no header line naming the columns {names}; start the file with one "
-                            f"(e.g. `smiles name {names.replace(', ', ' ')}`) or use a CSV")
+            raise DataError(
+                f"{path}:1: no header line naming the columns {names}; start the file with one "
+                f"(e.g. `smiles name {names.replace(', ', ' ')}`) or use a CSV"
+            )
         record_id = parts[1] if len(parts) > 1 else str(line_number)
         if columns and parts and len(parts) != len(header):  # columns are needed, so they must line up
-            yield _Raw(line_number, text, record_id, fields={"_error": f"{len(parts)} fields, header has {len(header)}"})
+            yield _Raw(
+                line_number, text, record_id, fields={"_error": f"{len(parts)} fields, header has {len(header)}"}
+            )
             continue
         yield _Raw(line_number, text, record_id, smiles=parts[0] if parts else "", fields=dict(zip(header, parts)))
 
@@ -132,7 +157,7 @@ def _sdf_fields(lines: list[str]) -> dict[str, str]:
     """Data items after `M  END`: `> <NAME>` then value lines up to a blank line."""
     fields, name, values = {}, None, []
     for line in lines:
-        if line.startswith(">") and "<" in line and ">" in line[line.index("<"):]:
+        if line.startswith(">") and "<" in line and ">" in line[line.index("<") :]:
             name, values = line[line.index("<") + 1 : line.rindex(">")], []
         elif name is not None and not line.strip():
             fields[name], name = "\n".join(values), None
@@ -223,7 +248,9 @@ def read_molecules(
             for raw in records:
                 where = f"{path}:{raw.line}"
                 try:
-                    molecule = _validate(raw, kind, where, id_column, target_columns, group_column, canonical, missing_targets)
+                    molecule = _validate(
+                        raw, kind, where, id_column, target_columns, group_column, canonical, missing_targets
+                    )
                 except DataError as err:
                     if on_invalid == "error":
                         raise DataError(f"{err}; fix or remove it, or set data.on_invalid=skip") from None
@@ -238,7 +265,9 @@ def read_molecules(
                 if limit and len(molecules) >= limit:
                     break
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
-        raise DataError(f"{path}: cannot read as {'gzip-compressed ' if gzipped else ''}text ({err}); is it the right file?") from None
+        raise DataError(
+            f"{path}: cannot read as {'gzip-compressed ' if gzipped else ''}text ({err}); is it the right file?"
+        ) from None
     finally:
         RDLogger.EnableLog("rdApp.*")
     table = MoleculeTable(str(path), molecules, rejected, duplicates)
@@ -246,7 +275,9 @@ def read_molecules(
     return table
 
 
-def _validate(raw: _Raw, kind: str, where: str, id_column, target_columns, group_column, canonical, missing_targets) -> Molecule:
+def _validate(
+    raw: _Raw, kind: str, where: str, id_column, target_columns, group_column, canonical, missing_targets
+) -> Molecule:
     if "_error" in raw.fields:
         raise DataError(f"{where}: {raw.fields['_error']}")
     if kind == "sdf":
@@ -294,4 +325,9 @@ def _report(table: MoleculeTable, rejects_path: str | os.PathLike | None, write:
         writer = csv.writer(handle)
         writer.writerow(["where", "reason", "record"])
         writer.writerows([r.where, r.reason, r.raw] for r in table.rejected)
-    log.warning("%s: skipped %d invalid records (on_invalid=skip); they are listed in %s", table.path, len(table.rejected), target)
+    log.warning(
+        "%s: skipped %d invalid records (on_invalid=skip); they are listed in %s",
+        table.path,
+        len(table.rejected),
+        target,
+    )

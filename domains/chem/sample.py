@@ -37,7 +37,9 @@ def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokeniz
     if cfg.get("weights"):
         source = resolve_tokenizer_source(str(cfg.weights))
         return from_pretrained(source), SmilesTokenizer.load(source), None
-    raise ZooError("`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>")
+    raise ZooError(
+        "`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>"
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -50,16 +52,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     prompt = datamodule.prompt
     check_training_split(training_split, datamodule)
     params = OmegaConf.to_container(cfg.task.sampling, resolve=True)
-    samples = sample(model, tokenizer, int(cfg.data.num_samples), batch_size=int(cfg.data.sample_batch_size),
-                     seed=int(cfg.seed), prompt=prompt, **params)
+    samples = sample(
+        model,
+        tokenizer,
+        int(cfg.data.num_samples),
+        batch_size=int(cfg.data.sample_batch_size),
+        seed=int(cfg.seed),
+        prompt=prompt,
+        **params,
+    )
     out = output_dir(cfg)
     path = Path(cfg.get("output") or out / "samples.csv")
     write_csv_atomic(path, sample_rows(samples))
-    metrics = write_sample_report(str(path), datamodule.train_smiles, datamodule.test_smiles, prompt, fcd=bool(cfg.get("fcd")))
+    metrics = write_sample_report(
+        str(path), datamodule.train_smiles, datamodule.test_smiles, prompt, fcd=bool(cfg.get("fcd"))
+    )
     # The keys of `predict`'s result (predictions, rows), so tools read both verbs alike.
     result = {"mode": "sample", "output_dir": str(out), "predictions": str(path), "rows": len(samples)}
     if path.with_suffix(".png").is_file():
         result["grid"] = str(path.with_suffix(".png"))
-    result["metrics"] = {k: v for k, v in metrics.items() if v == v and k != "samples"}  # NaN (undefined) metrics left out
+    result["metrics"] = {
+        k: v for k, v in metrics.items() if v == v and k != "samples"
+    }  # NaN (undefined) metrics left out
     write_run_record(out, cfg, result)
     return result

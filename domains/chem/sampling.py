@@ -15,8 +15,9 @@ with `<sep>` or `<eos>`. A model trained on such families (data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +30,10 @@ from zoo.models.base import has_lm_head, token_logits
 
 @dataclass
 class Sample:
-    text: str           # the generated SMILES string as written (may be invalid)
-    logp: float         # model log-likelihood of the generated tokens and the terminator (temperature 1)
-    finished: bool      # ended with <eos>/<sep> within max_tokens
-    tokens: list[int]   # the generated ids, terminator included
+    text: str  # the generated SMILES string as written (may be invalid)
+    logp: float  # model log-likelihood of the generated tokens and the terminator (temperature 1)
+    finished: bool  # ended with <eos>/<sep> within max_tokens
+    tokens: list[int]  # the generated ids, terminator included
 
 
 def next_token_logits(backbone: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -43,14 +44,18 @@ def next_token_logits(backbone: torch.nn.Module, ids: torch.Tensor, mask: torch.
 def next_token_step(backbone: torch.nn.Module, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
     """Recurrent form of `next_token_logits`: one token `(B,)` in, `(B, vocab)` logits out."""
     output, state = backbone.step(token, state)
-    return (backbone.lm_logits(output) if has_lm_head(backbone) else output), state  # step() applies the classifier itself
+    return (
+        backbone.lm_logits(output) if has_lm_head(backbone) else output
+    ), state  # step() applies the classifier itself
 
 
 def prompt_ids(tokenizer: SmilesTokenizer, prompt: Sequence[str] | None) -> list[int]:
     return tokenizer.encode_context(list(prompt), close=False) if prompt else [tokenizer.bos_id]
 
 
-def _pick(logits: torch.Tensor, banned: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> torch.Tensor:
+def _pick(
+    logits: torch.Tensor, banned: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None
+) -> torch.Tensor:
     logits = logits.float().masked_fill(banned, float("-inf"))
     if temperature <= 0:
         return logits.argmax(-1)
@@ -112,7 +117,14 @@ def sample_batch(
     return samples
 
 
-def sample(model: torch.nn.Module, tokenizer: SmilesTokenizer, num_samples: int, batch_size: int = 64, seed: int | None = None, **kwargs) -> list[Sample]:
+def sample(
+    model: torch.nn.Module,
+    tokenizer: SmilesTokenizer,
+    num_samples: int,
+    batch_size: int = 64,
+    seed: int | None = None,
+    **kwargs,
+) -> list[Sample]:
     """`num_samples` molecules in batches of `batch_size`; `seed` makes the draw reproducible."""
     device = next(model.parameters()).device
     generator = None
@@ -125,8 +137,12 @@ def sample(model: torch.nn.Module, tokenizer: SmilesTokenizer, num_samples: int,
 
 
 @torch.no_grad()
-def sequence_logp(model: torch.nn.Module, tokenizer: SmilesTokenizer, molecule: str | Sequence[int],
-                  prompt: Sequence[str] | None = None) -> float:
+def sequence_logp(
+    model: torch.nn.Module,
+    tokenizer: SmilesTokenizer,
+    molecule: str | Sequence[int],
+    prompt: Sequence[str] | None = None,
+) -> float:
     """Log-likelihood of `molecule` after `prompt`, from one full forward pass.
 
     molecule: a SMILES (scored with an `<eos>` terminator) or the token ids that follow the prompt.
@@ -152,6 +168,14 @@ def sample_rows(samples: Sequence[Sample], start: int = 0) -> list[dict]:
     rows = []
     for i, s in enumerate(samples, start=start):
         canonical = canonical_or_none(s.text) if s.finished else None
-        rows.append({"id": f"gen{i}", "smiles": s.text, "valid": int(canonical is not None),
-                     "canonical_smiles": canonical or "", "logp": round(s.logp, 4), "num_tokens": len(s.tokens)})
+        rows.append(
+            {
+                "id": f"gen{i}",
+                "smiles": s.text,
+                "valid": int(canonical is not None),
+                "canonical_smiles": canonical or "",
+                "logp": round(s.logp, 4),
+                "num_tokens": len(s.tokens),
+            }
+        )
     return rows

@@ -11,7 +11,7 @@ rest in seeded random order, filling train, then val, then test.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from rdkit import Chem
@@ -30,17 +30,23 @@ def murcko_scaffold(smiles: str) -> str:
 
 def _sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ZooError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum below 1")
+        raise ZooError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum below 1"
+        )
     return int(round(n * val_fraction)), int(round(n * test_fraction))
 
 
-def random_split(n: int, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int], list[int]]:
+def random_split(
+    n: int, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[int], list[int], list[int]]:
     n_val, n_test = _sizes(n, val_fraction, test_fraction)
     order = np.random.default_rng(seed).permutation(n).tolist()
     return sorted(order[n_val + n_test :]), sorted(order[:n_val]), sorted(order[n_val : n_val + n_test])
 
 
-def scaffold_split(smiles: Sequence[str], val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int], list[int]]:
+def scaffold_split(
+    smiles: Sequence[str], val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[int], list[int], list[int]]:
     """Index lists (train, val, test); no scaffold appears in two of them."""
     n = len(smiles)
     n_val, n_test = _sizes(n, val_fraction, test_fraction)
@@ -65,7 +71,9 @@ def scaffold_split(smiles: Sequence[str], val_fraction: float = 0.1, test_fracti
     return sorted(train), sorted(val), sorted(test)
 
 
-def split_indices(smiles: Sequence[str], how: str, val_fraction: float, test_fraction: float, seed: int) -> tuple[list[int], list[int], list[int]]:
+def split_indices(
+    smiles: Sequence[str], how: str, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[int], list[int], list[int]]:
     if how == "random":
         return random_split(len(smiles), val_fraction, test_fraction, seed)
     if how == "scaffold":

@@ -20,8 +20,9 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,7 +65,9 @@ class SmilesLMTask(ChemTask):
         `predict`/`sample` can tell when novelty would be measured against other molecules.
     """
 
-    def __init__(self, sampling: dict | None = None, eval_samples: int = 256, training_split: dict | None = None, **kwargs: Any):
+    def __init__(
+        self, sampling: dict | None = None, eval_samples: int = 256, training_split: dict | None = None, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.sampling = {"temperature": 1.0, "top_k": 0, "max_tokens": 128, **dict(sampling or {})}
 
@@ -86,14 +89,19 @@ class SmilesLMTask(ChemTask):
             return
         check_training_split(self.hparams.get("training_split"), datamodule)  # `eval` may be given other data
         samples = sample(self.backbone, self.tokenizer, count, batch_size=min(count, 128), seed=0, **self.sampling)
-        metrics = generation_metrics([s.text if s.finished else "" for s in samples],
-                                     training=datamodule.train_smiles, reference=datamodule.test_smiles)
+        metrics = generation_metrics(
+            [s.text if s.finished else "" for s in samples],
+            training=datamodule.train_smiles,
+            reference=datamodule.test_smiles,
+        )
         for name, value in metrics.items():
             if name != "samples" and not math.isnan(value):
                 self.log(f"test/{name}", value)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        samples = sample_batch(self.backbone, self.tokenizer, len(batch["index"]), prompt=batch["prompt"], **self.sampling)
+        samples = sample_batch(
+            self.backbone, self.tokenizer, len(batch["index"]), prompt=batch["prompt"], **self.sampling
+        )
         return sample_rows(samples, start=int(batch["index"][0]))
 
     def on_predictions_written(self, path: str, datamodule: Any) -> None:
@@ -107,18 +115,30 @@ def check_training_split(saved: dict | None, datamodule: Any) -> None:
         return
     now = datamodule.training_split()
     if (saved["molecules"], saved["sha1"]) != (now["molecules"], now["sha1"]):  # the same file by another path is fine
-        log.warning("novelty is measured against %d training molecules of %s, but the model was trained on %d of %s "
-                    "(another split); give the data.* settings of its training run (path, limit, max_tokens, split, seed)",
-                    now["molecules"], now["source"], saved["molecules"], saved["source"])
+        log.warning(
+            "novelty is measured against %d training molecules of %s, but the model was trained on %d of %s "
+            "(another split); give the data.* settings of its training run (path, limit, max_tokens, split, seed)",
+            now["molecules"],
+            now["source"],
+            saved["molecules"],
+            saved["source"],
+        )
 
 
-def write_sample_report(path: str, training: Sequence[str], reference: Sequence[str], prompt: Sequence[str], fcd: bool = False) -> dict[str, float]:
+def write_sample_report(
+    path: str, training: Sequence[str], reference: Sequence[str], prompt: Sequence[str], fcd: bool = False
+) -> dict[str, float]:
     """Beside the samples CSV: `<stem>.metrics.json` and `<stem>.png` (a grid of the valid molecules)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    metrics = generation_metrics([r["smiles"] if r["valid"] == "1" else "" for r in rows], training, reference, prompt, fcd=fcd)
+    metrics = generation_metrics(
+        [r["smiles"] if r["valid"] == "1" else "" for r in rows], training, reference, prompt, fcd=fcd
+    )
     stem = Path(path).with_suffix("")
-    write_text_atomic(f"{stem}.metrics.json", json.dumps({k: (None if math.isnan(v) else v) for k, v in metrics.items()}, indent=2) + "\n")
+    write_text_atomic(
+        f"{stem}.metrics.json",
+        json.dumps({k: (None if math.isnan(v) else v) for k, v in metrics.items()}, indent=2) + "\n",
+    )
     valid = [r for r in rows if r["valid"] == "1"]
     draw_grid([r["canonical_smiles"] for r in valid], f"{stem}.png", legends=[r["id"] for r in valid])
     log.info("generation metrics: %s", ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()))
@@ -128,14 +148,25 @@ def write_sample_report(path: str, training: Sequence[str], reference: Sequence[
 class PropertyTask(ChemTask):
     """Molecular property regression/classification with a pooled head."""
 
-    def __init__(self, target_names: Sequence[str] = ("y",), task_type: str = "regression",
-                 target_mean: Sequence[float] | None = None, target_std: Sequence[float] | None = None,
-                 pool: str = "mean", **kwargs: Any):
-        kwargs["model_kwargs"] = {**dict(kwargs.get("model_kwargs") or {}), "global_pool": pool,
-                                  "num_classes": len(target_names)}
+    def __init__(
+        self,
+        target_names: Sequence[str] = ("y",),
+        task_type: str = "regression",
+        target_mean: Sequence[float] | None = None,
+        target_std: Sequence[float] | None = None,
+        pool: str = "mean",
+        **kwargs: Any,
+    ):
+        kwargs["model_kwargs"] = {
+            **dict(kwargs.get("model_kwargs") or {}),
+            "global_pool": pool,
+            "num_classes": len(target_names),
+        }
         super().__init__(**kwargs)
         n = len(target_names)
-        self.register_buffer("mean", torch.tensor(list(target_mean or [0.0] * n), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(list(target_mean or [0.0] * n), dtype=torch.float32), persistent=False
+        )
         self.register_buffer("std", torch.tensor(list(target_std or [1.0] * n), dtype=torch.float32), persistent=False)
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from zoo.errors import DataError, ZooError
 from zoo.io import write_text_atomic
@@ -64,7 +64,7 @@ class SmilesTokenizer:
         self.pad_id, self.bos_id, self.eos_id, self.sep_id, self.unk_id = (self.index[t] for t in SPECIAL_TOKENS)
 
     @classmethod
-    def from_smiles(cls, smiles: Iterable[str]) -> "SmilesTokenizer":
+    def from_smiles(cls, smiles: Iterable[str]) -> SmilesTokenizer:
         """Vocabulary of every token in `smiles`, sorted so that it does not depend on data order."""
         seen: set[str] = set()
         for s in smiles:
@@ -105,15 +105,17 @@ class SmilesTokenizer:
         write_text_atomic(path, self.to_json())
 
     @classmethod
-    def from_json(cls, text: str, where: str = "tokenizer") -> "SmilesTokenizer":
+    def from_json(cls, text: str, where: str = "tokenizer") -> SmilesTokenizer:
         try:
             spec = json.loads(text)
             return cls(spec["tokens"])
         except (ValueError, KeyError, TypeError) as err:
-            raise ZooError(f"{where}: not a longzoo SMILES tokenizer file ({err}); export the model again with `zoo chem export`") from None
+            raise ZooError(
+                f"{where}: not a longzoo SMILES tokenizer file ({err}); export the model again with `zoo chem export`"
+            ) from None
 
     @classmethod
-    def load(cls, source: str | os.PathLike) -> "SmilesTokenizer":
+    def load(cls, source: str | os.PathLike) -> SmilesTokenizer:
         """From `tokenizer.json`, a model folder holding one, `hf://org/repo`, or a task `.ckpt` (its `vocab`)."""
         source = str(source)
         if source.startswith("hf://"):
@@ -131,5 +133,7 @@ class SmilesTokenizer:
                 raise ZooError(f"{path} has no SMILES vocabulary; was it written by a chem task?")
             return cls(vocab)
         if not path.is_file():
-            raise ZooError(f"no tokenizer at {path}; give the folder written by `zoo chem export`, a chem .ckpt, or a tokenizer.json")
+            raise ZooError(
+                f"no tokenizer at {path}; give the folder written by `zoo chem export`, a chem .ckpt, or a tokenizer.json"
+            )
         return cls.from_json(path.read_text(), where=str(path))

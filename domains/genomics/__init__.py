@@ -30,7 +30,12 @@ EXAMPLES = [
 # `make demo`: train then predict on the embedded data. The model is `model=hyenadna` at width 32 (the
 # registry-test size) and torch is pinned to one thread: on this shared two-core machine the default
 # width-64 run with two threads took 404 s, pinned 64-85 s, this 41-42 s (docs/genomics.md).
-_DEMO_DATA = ["data.embedded.n_val=200", "data.embedded.n_test=400", "trainer.enable_progress_bar=false", "task.torch_threads=1"]
+_DEMO_DATA = [
+    "data.embedded.n_val=200",
+    "data.embedded.n_test=400",
+    "trainer.enable_progress_bar=false",
+    "task.torch_threads=1",
+]
 _DEMO_MODEL = ["model.kwargs.d_model=32", "model.kwargs.d_inner=64", "model.kwargs.filter_order=16"]
 DEMO = {
     "train": ["trainer.max_epochs=4", *_DEMO_MODEL, *_DEMO_DATA],

@@ -10,8 +10,8 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,24 +34,42 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
                     continue
                 fields = line.rstrip("\r\n").split("\t")
                 if len(fields) < 3:
-                    raise DataError(f"{path}:{line_no}: a BED line needs tab-separated chrom, start, end; got {line.strip()[:60]!r}")
+                    raise DataError(
+                        f"{path}:{line_no}: a BED line needs tab-separated chrom, start, end; got {line.strip()[:60]!r}"
+                    )
                 try:
                     start, end = int(fields[1]), int(fields[2])
                 except ValueError:
-                    raise DataError(f"{path}:{line_no}: start and end must be integers, got {fields[1]!r} and {fields[2]!r}") from None
+                    raise DataError(
+                        f"{path}:{line_no}: start and end must be integers, got {fields[1]!r} and {fields[2]!r}"
+                    ) from None
                 if not 0 <= start < end:
-                    raise DataError(f"{path}:{line_no}: need 0 <= start < end, got {start} and {end} (BED is 0-based, end exclusive)")
+                    raise DataError(
+                        f"{path}:{line_no}: need 0 <= start < end, got {start} and {end} (BED is 0-based, end exclusive)"
+                    )
                 strand = fields[5] if len(fields) > 5 else "."
-                regions.append(Region(fields[0], start, end, fields[3] if len(fields) > 3 else "", strand,
-                                      fields[4] if len(fields) > 4 else ""))
+                regions.append(
+                    Region(
+                        fields[0],
+                        start,
+                        end,
+                        fields[3] if len(fields) > 3 else "",
+                        strand,
+                        fields[4] if len(fields) > 4 else "",
+                    )
+                )
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}:{line_no + 1}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it") from None
+        raise DataError(
+            f"{path}:{line_no + 1}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it"
+        ) from None
     if not regions:
         raise DataError(f"{path}: no regions; a BED file needs lines 'chrom<TAB>start<TAB>end'")
     return regions
 
 
-def region_examples(regions: Sequence[Region], genome, label_field: str | None = "name", source: str = "") -> list[Example]:
+def region_examples(
+    regions: Sequence[Region], genome, label_field: str | None = "name", source: str = ""
+) -> list[Example]:
     """One example per region: its sequence (reverse-complemented on '-') and the label from `label_field`."""
     lengths = genome.lengths
     out = []
@@ -59,7 +77,9 @@ def region_examples(regions: Sequence[Region], genome, label_field: str | None =
         if region.chrom not in lengths:
             raise DataError(f"{source}: region {region.id} is on {region.chrom!r}, which the reference FASTA lacks")
         if region.end > lengths[region.chrom]:
-            raise DataError(f"{source}: region {region.id} ends past {region.chrom} (length {lengths[region.chrom]:,}); is it the right assembly?")
+            raise DataError(
+                f"{source}: region {region.id} ends past {region.chrom} (length {lengths[region.chrom]:,}); is it the right assembly?"
+            )
         seq = genome.fetch(region.chrom, region.start, region.end)
         seq = reverse_complement(seq) if region.strand == "-" else seq
         label = getattr(region, label_field) if label_field else None
@@ -78,12 +98,16 @@ class RegionLabels:
         for chrom in {r.chrom for r in regions}:
             mine = [r for r in regions if r.chrom == chrom]
             values = [classes[r.name] if classes else 1 for r in mine]
-            self.by_chrom[chrom] = (np.array([r.start for r in mine]), np.array([r.end for r in mine]), np.array(values))
+            self.by_chrom[chrom] = (
+                np.array([r.start for r in mine]),
+                np.array([r.end for r in mine]),
+                np.array(values),
+            )
 
     def __call__(self, chrom: str, start: int, end: int) -> np.ndarray:
         labels = np.zeros(end - start, dtype=np.int64)
         if chrom in self.by_chrom:
             starts, ends, values = self.by_chrom[chrom]
             for i in np.flatnonzero((ends > start) & (starts < end)):
-                labels[max(starts[i], start) - start:min(ends[i], end) - start] = values[i]
+                labels[max(starts[i], start) - start : min(ends[i], end) - start] = values[i]
         return labels

@@ -10,9 +10,10 @@ with the model. `SequenceDataModule` serves classification and regression;
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -39,20 +40,38 @@ class GenomicsDataModule(BaseDataModule):
         `add_special_tokens` and `prepend_cls` (a DNA [CLS] first, for `cls` pooling).
     """
 
-    def __init__(self, alphabet: str = "dna", on_ambiguous: str = "n", padding_side: str = "left",
-                 add_special_tokens: bool = True, prepend_cls: bool = False, tokenizer: str | None = None,
-                 batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        alphabet: str = "dna",
+        on_ambiguous: str = "n",
+        padding_side: str = "left",
+        add_special_tokens: bool = True,
+        prepend_cls: bool = False,
+        tokenizer: str | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+    ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
         if tokenizer:
             self.tokenizer: CharTokenizer = load_tokenizer(tokenizer)
         else:
             extra = {"on_ambiguous": on_ambiguous, "prepend_cls": prepend_cls} if alphabet == "dna" else {}
-            self.tokenizer = make_tokenizer(alphabet, padding_side=padding_side, add_special_tokens=add_special_tokens, **extra)
+            self.tokenizer = make_tokenizer(
+                alphabet, padding_side=padding_side, add_special_tokens=add_special_tokens, **extra
+            )
 
     def use_tokenizer(self, tokenizer: CharTokenizer) -> None:
         """A restored model brings its own tokenizer; every dataset encodes with it from now on."""
         self.tokenizer = tokenizer
-        for dataset in (self.train_set, self.val_set, self.test_set, self.predict_set, *getattr(self, "test_sets", {}).values()):
+        for dataset in (
+            self.train_set,
+            self.val_set,
+            self.test_set,
+            self.predict_set,
+            *getattr(self, "test_sets", {}).values(),
+        ):
             if dataset is not None:
                 dataset.tokenizer = tokenizer
         self.collate_fn = self.make_collate()
@@ -84,12 +103,27 @@ class SequenceDataModule(GenomicsDataModule):
     predict_path: sequences to predict (labels optional); default the test split.
     """
 
-    def __init__(self, path: str | None = None, labels: str | None = None, reference: str | None = None,
-                 sequence_column: str | None = None, label_columns: Sequence[str] | None = None,
-                 id_column: str | None = None, split_column: str | None = None, task_type: str = "classification",
-                 max_length: int | None = 1024, on_too_long: str = "error", stride: int | None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, shuffle_labels: bool = False,
-                 rc_prob: float = 0.0, predict_path: str | None = None, embedded: dict | None = None, **common: Any):
+    def __init__(
+        self,
+        path: str | None = None,
+        labels: str | None = None,
+        reference: str | None = None,
+        sequence_column: str | None = None,
+        label_columns: Sequence[str] | None = None,
+        id_column: str | None = None,
+        split_column: str | None = None,
+        task_type: str = "classification",
+        max_length: int | None = 1024,
+        on_too_long: str = "error",
+        stride: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        shuffle_labels: bool = False,
+        rc_prob: float = 0.0,
+        predict_path: str | None = None,
+        embedded: dict | None = None,
+        **common: Any,
+    ):
         super().__init__(**common)
         if task_type not in ("classification", "regression"):
             raise ZooError(f"data.task_type={task_type!r}; choose classification or regression")
@@ -97,9 +131,15 @@ class SequenceDataModule(GenomicsDataModule):
             raise ZooError("data.rc_prob reverse-complements DNA; set it to 0 for protein sequences")
         self.rc_prob = rc_prob
         self.path, self.predict_path, self.task_type = path, predict_path, task_type
-        self.read_kwargs = dict(labels=labels, reference=reference, sequence_column=sequence_column,
-                                label_columns=list(label_columns or []), id_column=id_column,
-                                split_column=split_column, task_type=task_type)
+        self.read_kwargs = dict(
+            labels=labels,
+            reference=reference,
+            sequence_column=sequence_column,
+            label_columns=list(label_columns or []),
+            id_column=id_column,
+            split_column=split_column,
+            task_type=task_type,
+        )
         self.length_policy = dict(max_length=max_length, policy=on_too_long, stride=stride)
         self.val_fraction, self.test_fraction, self.shuffle_labels = val_fraction, test_fraction, shuffle_labels
         self.embedded = MotifTask(**(embedded or {}))
@@ -128,7 +168,9 @@ class SequenceDataModule(GenomicsDataModule):
             train, val = _carve(rest, self.val_fraction / max(1e-9, 1 - self.test_fraction), rng)
             parts = {"train": train, "val": val, "test": test}
         if not parts["train"] or not parts["val"] or not parts["test"]:
-            raise DataError(f"{self.path}: {len(examples)} records are too few to split into train/val/test; give more records")
+            raise DataError(
+                f"{self.path}: {len(examples)} records are too few to split into train/val/test; give more records"
+            )
         return parts
 
     @cached_property
@@ -137,12 +179,16 @@ class SequenceDataModule(GenomicsDataModule):
             return list(self.read_kwargs["label_columns"]) or ["value"]
         classes = sorted({str(e.label) for e in self.splits["train"]})
         if len(classes) < 2:
-            raise DataError(f"{self.source}: the training split has {len(classes)} class ({', '.join(classes)}); classification needs two or more")
+            raise DataError(
+                f"{self.source}: the training split has {len(classes)} class ({', '.join(classes)}); classification needs two or more"
+            )
         for split, examples in self.splits.items():
             unseen = next((e for e in examples if e.label is not None and str(e.label) not in classes), None)
             if unseen is not None:
-                raise DataError(f"{self.source}: record {unseen.id!r} ({split}) has class {unseen.label!r}, absent from training; "
-                                "every class needs training examples")
+                raise DataError(
+                    f"{self.source}: record {unseen.id!r} ({split}) has class {unseen.label!r}, absent from training; "
+                    "every class needs training examples"
+                )
         return classes
 
     def _dataset(self, examples: Sequence[Example], rc_prob: float = 0.0) -> SequenceDataset:
@@ -183,7 +229,9 @@ class SequenceDataModule(GenomicsDataModule):
         kwargs = {**super().task_kwargs(), "classes": self.classes, "task_type": self.task_type}
         if self.task_type == "regression":
             values = np.array([e.label for e in self.splits["train"]], dtype=float)
-            kwargs.update(target_mean=np.nanmean(values, 0).tolist(), target_std=np.nanstd(values, 0).clip(1e-8).tolist())
+            kwargs.update(
+                target_mean=np.nanmean(values, 0).tolist(), target_std=np.nanstd(values, 0).clip(1e-8).tolist()
+            )
         return kwargs
 
     def reference_metrics(self) -> dict[str, float]:
@@ -200,7 +248,9 @@ class SequenceDataModule(GenomicsDataModule):
         return out
 
 
-def _carve(examples: Sequence[Example], fraction: float, rng: np.random.Generator) -> tuple[list[Example], list[Example]]:
+def _carve(
+    examples: Sequence[Example], fraction: float, rng: np.random.Generator
+) -> tuple[list[Example], list[Example]]:
     """Split off a random `fraction` (at least one record when there are two or more)."""
     order = rng.permutation(len(examples))
     n = min(len(examples) - 1, max(1, round(fraction * len(examples)))) if len(examples) > 1 and fraction > 0 else 0
@@ -216,8 +266,9 @@ def _permute_labels(examples: Sequence[Example], rng: np.random.Generator) -> li
 # ----------------------------------------------------------------------------- genome windows
 
 
-def split_spans(lengths: dict[str, int], val_fraction: float, test_fraction: float, mode: str = "auto",
-                seed: int = 0) -> dict[str, list[tuple[str, int, int]]]:
+def split_spans(
+    lengths: dict[str, int], val_fraction: float, test_fraction: float, mode: str = "auto", seed: int = 0
+) -> dict[str, list[tuple[str, int, int]]]:
     """Train/val/test spans of a genome: the end of each record (`position`), or whole records (`record`).
 
     `auto` holds out whole records when there are 20 or more, else the end of each record."""
@@ -227,8 +278,12 @@ def split_spans(lengths: dict[str, int], val_fraction: float, test_fraction: flo
         names = list(lengths)
         order = np.random.default_rng(seed).permutation(len(names))
         n_test, n_val = max(1, round(test_fraction * len(names))), max(1, round(val_fraction * len(names)))
-        pick = lambda idx: [(names[i], 0, lengths[names[i]]) for i in sorted(idx)]  # noqa: E731
-        return {"test": pick(order[:n_test]), "val": pick(order[n_test:n_test + n_val]), "train": pick(order[n_test + n_val:])}
+        pick = lambda idx: [(names[i], 0, lengths[names[i]]) for i in sorted(idx)]
+        return {
+            "test": pick(order[:n_test]),
+            "val": pick(order[n_test : n_test + n_val]),
+            "train": pick(order[n_test + n_val :]),
+        }
     if mode != "position":
         raise ZooError(f"data.split={mode!r}; choose auto, position or record")
     out: dict[str, list[tuple[str, int, int]]] = {"train": [], "val": [], "test": []}
@@ -249,15 +304,33 @@ class GenomeDataModule(GenomicsDataModule):
     `max_eval_windows` each. predict_path: a FASTA whose records are tiled for prediction.
     """
 
-    def __init__(self, path: str | None = None, context_length: int = 1024, samples_per_epoch: int = 2000,
-                 rc_prob: float = 0.0, val_fraction: float = 0.1, test_fraction: float = 0.1, split: str = "auto",
-                 max_eval_windows: int = 256, predict_path: str | None = None, embedded: dict | None = None, **common: Any):
+    def __init__(
+        self,
+        path: str | None = None,
+        context_length: int = 1024,
+        samples_per_epoch: int = 2000,
+        rc_prob: float = 0.0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split: str = "auto",
+        max_eval_windows: int = 256,
+        predict_path: str | None = None,
+        embedded: dict | None = None,
+        **common: Any,
+    ):
         super().__init__(add_special_tokens=False, **common)
         self.path, self.predict_path, self.context_length = path, predict_path, context_length
         self.samples_per_epoch, self.rc_prob, self.split = samples_per_epoch, rc_prob, split
         self.val_fraction, self.test_fraction, self.max_eval_windows = val_fraction, test_fraction, max_eval_windows
-        self.embedded = {"records": 4, "length": 50_000, "mean_gap": 150, "seed": 0,
-                         "motif_ids": list(DEFAULT_MOTIFS), "release": JASPAR_RELEASE, **(embedded or {})}
+        self.embedded = {
+            "records": 4,
+            "length": 50_000,
+            "mean_gap": 150,
+            "seed": 0,
+            "motif_ids": list(DEFAULT_MOTIFS),
+            "release": JASPAR_RELEASE,
+            **(embedded or {}),
+        }
         if rc_prob and self.tokenizer.kind != "dna":
             raise ZooError("data.rc_prob reverse-complements DNA; set it to 0 for protein sequences")
         self.collate_fn = self.make_collate()
@@ -292,8 +365,16 @@ class GenomeDataModule(GenomicsDataModule):
         return self.context_length
 
     def windows(self, spans, random: bool = False, limit: int | None = None, genome=None) -> GenomeWindows:
-        dataset = GenomeWindows(genome or self.genome, spans, self.context_length, self.tokenizer, random=random,
-                                samples=self.samples_per_epoch, rc_prob=self.rc_prob if random else 0.0, labeler=self.labeler())
+        dataset = GenomeWindows(
+            genome or self.genome,
+            spans,
+            self.context_length,
+            self.tokenizer,
+            random=random,
+            samples=self.samples_per_epoch,
+            rc_prob=self.rc_prob if random else 0.0,
+            labeler=self.labeler(),
+        )
         if limit and len(dataset) > limit:
             step = len(dataset) / limit  # evenly over the spans, not just their beginning
             dataset.tiles = [dataset.tiles[int(i * step)] for i in range(limit)]
@@ -304,7 +385,9 @@ class GenomeDataModule(GenomicsDataModule):
             return
         spans = split_spans(self.genome.lengths, self.val_fraction, self.test_fraction, self.split, self.seed)
         if not spans["train"] or sum(e - s for _, s, e in spans["train"]) < self.context_length:
-            raise DataError(f"{self.source}: too little sequence for training windows of {self.context_length}; lower data.context_length")
+            raise DataError(
+                f"{self.source}: too little sequence for training windows of {self.context_length}; lower data.context_length"
+            )
         self.train_set = self.windows(spans["train"], random=True)
         self.val_set = self.windows(spans["val"], limit=self.max_eval_windows)
         self.test_set = self.windows(spans["test"], limit=self.max_eval_windows)
@@ -345,7 +428,9 @@ class TokenDataModule(GenomeDataModule):
             return ["outside", "inside"]
         names = sorted({r.name for r in self.regions})
         if any(n in ("", ".") for n in names):
-            raise DataError(f"{self.regions_path}: some regions have no name (BED column 4); name them or use data.label_by=presence")
+            raise DataError(
+                f"{self.regions_path}: some regions have no name (BED column 4); name them or use data.label_by=presence"
+            )
         return ["background", *names]
 
     def labeler(self):

@@ -7,7 +7,8 @@ per-base labels with -100 on padding).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,15 @@ class SequenceDataset(Dataset):
     rc_prob: serve the reverse complement instead with this probability (training on both strands;
     drawn with torch's RNG, so Lightning's seeding makes it repeatable)."""
 
-    def __init__(self, examples: Sequence[Example], tokenizer: CharTokenizer, label_index: dict[str, int] | None,
-                 num_targets: int = 1, source: str = "", rc_prob: float = 0.0):
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        tokenizer: CharTokenizer,
+        label_index: dict[str, int] | None,
+        num_targets: int = 1,
+        source: str = "",
+        rc_prob: float = 0.0,
+    ):
         self.examples, self.tokenizer, self.label_index = list(examples), tokenizer, label_index
         self.num_targets, self.source, self.rc_prob = num_targets, source, rc_prob
 
@@ -49,7 +57,12 @@ class SequenceDataset(Dataset):
 def collate_sequences(tokenizer: CharTokenizer) -> Callable[[list[dict]], dict[str, Any]]:
     def collate(items: list[dict]) -> dict[str, Any]:
         ids, mask = tokenizer.pad([item["ids"] for item in items])
-        return {"id": [item["id"] for item in items], "ids": ids, "mask": mask, "y": torch.stack([item["y"] for item in items])}
+        return {
+            "id": [item["id"] for item in items],
+            "ids": ids,
+            "mask": mask,
+            "y": torch.stack([item["y"] for item in items]),
+        }
 
     return collate
 
@@ -64,15 +77,28 @@ class GenomeWindows(Dataset):
     labels) with that probability, for training on both strands.
     """
 
-    def __init__(self, genome, spans: Sequence[tuple[str, int, int]], size: int, tokenizer: CharTokenizer,
-                 random: bool = False, samples: int = 0, stride: int | None = None, rc_prob: float = 0.0,
-                 labeler: Callable[[str, int, int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        genome,
+        spans: Sequence[tuple[str, int, int]],
+        size: int,
+        tokenizer: CharTokenizer,
+        random: bool = False,
+        samples: int = 0,
+        stride: int | None = None,
+        rc_prob: float = 0.0,
+        labeler: Callable[[str, int, int], np.ndarray] | None = None,
+    ):
         self.genome, self.size, self.tokenizer, self.random = genome, size, tokenizer, random
         self.spans = [s for s in spans if s[2] > s[1]]
         self.samples, self.rc_prob, self.labeler = samples, rc_prob, labeler
         lengths = np.array([end - start for _, start, end in self.spans], dtype=float)
         self.weights = torch.from_numpy(lengths / lengths.sum()) if len(lengths) else None
-        self.tiles = [] if random else [(c, s + a, s + b) for c, s, e in self.spans for a, b in windows(e - s, size, stride or size)]
+        self.tiles = (
+            []
+            if random
+            else [(c, s + a, s + b) for c, s, e in self.spans for a, b in windows(e - s, size, stride or size)]
+        )
 
     def __len__(self) -> int:
         return self.samples if self.random else len(self.tiles)
@@ -92,8 +118,11 @@ class GenomeWindows(Dataset):
         if flip:
             seq = reverse_complement(seq)
             labels = labels[::-1].copy() if labels is not None else None
-        item = {"id": f"{chrom}:{start}-{end}", "ids": self.tokenizer.encode(seq, where=f"{chrom}:{start}-{end}", special_tokens=False),
-                "strand": "-" if flip else "+"}
+        item = {
+            "id": f"{chrom}:{start}-{end}",
+            "ids": self.tokenizer.encode(seq, where=f"{chrom}:{start}-{end}", special_tokens=False),
+            "strand": "-" if flip else "+",
+        }
         if labels is not None:
             item["labels"] = labels
         return item
@@ -102,7 +131,12 @@ class GenomeWindows(Dataset):
 def collate_windows(tokenizer: CharTokenizer) -> Callable[[list[dict]], dict[str, Any]]:
     def collate(items: list[dict]) -> dict[str, Any]:
         ids, mask = tokenizer.pad([item["ids"] for item in items])
-        batch = {"id": [item["id"] for item in items], "ids": ids, "mask": mask, "strand": [item["strand"] for item in items]}
+        batch = {
+            "id": [item["id"] for item in items],
+            "ids": ids,
+            "mask": mask,
+            "strand": [item["strand"] for item in items],
+        }
         if "labels" in items[0]:
             labels = torch.full(ids.shape, IGNORE, dtype=torch.long)
             labels[mask] = torch.cat([torch.as_tensor(item["labels"]) for item in items])

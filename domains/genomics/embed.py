@@ -46,7 +46,9 @@ def load_backbone(cfg: DictConfig, tokenizer: CharTokenizer) -> tuple[torch.nn.M
     if weights:
         folder_tokenizer = Path(str(weights)) / "tokenizer.json"
         return from_pretrained(weights), load_tokenizer(folder_tokenizer) if folder_tokenizer.is_file() else tokenizer
-    log.warning("embed: no ckpt_path or weights, so the model is randomly initialised: these features only time the model")
+    log.warning(
+        "embed: no ckpt_path or weights, so the model is randomly initialised: these features only time the model"
+    )
     kwargs = OmegaConf.to_container(cfg.model.kwargs, resolve=True) or {}
     return create_model(cfg.model.name, **{"vocab_size": len(tokenizer), **kwargs}), tokenizer
 
@@ -55,14 +57,20 @@ def parse_region(region: str) -> tuple[str, int, int]:
     match = re.fullmatch(r"(.+):([\d,_]+)-([\d,_]+)", region.strip())
     if not match:
         raise ZooError(f"embed.region={region!r}; write chrom:start-end (0-based, end exclusive), e.g. chr1:0-1000000")
-    chrom, start, end = match.group(1), int(re.sub(r"[,_]", "", match.group(2))), int(re.sub(r"[,_]", "", match.group(3)))
+    chrom, start, end = (
+        match.group(1),
+        int(re.sub(r"[,_]", "", match.group(2))),
+        int(re.sub(r"[,_]", "", match.group(3))),
+    )
     if end <= start:
         raise ZooError(f"embed.region={region!r}: end must be larger than start")
     return chrom, start, end
 
 
 @torch.no_grad()
-def embed_region(model: torch.nn.Module, tokenizer: CharTokenizer, seq: str, device: torch.device, where: str = "") -> np.ndarray:
+def embed_region(
+    model: torch.nn.Module, tokenizer: CharTokenizer, seq: str, device: torch.device, where: str = ""
+) -> np.ndarray:
     """(L, D) features of one sequence in a single forward pass (no special tokens)."""
     ids = torch.as_tensor(tokenizer.encode(seq, where=where, special_tokens=False))[None].to(device)
     return model.forward_features(ids).float()[0].cpu().numpy()
@@ -72,14 +80,18 @@ def embed_region(model: torch.nn.Module, tokenizer: CharTokenizer, seq: str, dev
 def embed_records(model, tokenizer, examples, pool: str, batch_size: int, device: torch.device) -> list[np.ndarray]:
     out = []
     for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
+        chunk = examples[i : i + batch_size]
         ids, mask = tokenizer.pad([tokenizer.encode(e.seq, where=f"record {e.id!r}") for e in chunk])
         ids, mask = ids.to(device), mask.to(device)
         features = model.forward_features(ids, mask).float()
         if pool == "none":
             out.extend(f[m].cpu().numpy() for f, m in zip(features, mask))
         else:  # an RC-equivariant model pools both strands into one strand-invariant vector
-            pooled = model.pool_features(features, mask, pool) if hasattr(model, "pool_features") else pool_sequence(features, mask, pool)
+            pooled = (
+                model.pool_features(features, mask, pool)
+                if hasattr(model, "pool_features")
+                else pool_sequence(features, mask, pool)
+            )
             out.extend(pooled.cpu().numpy())
     return out
 
@@ -99,7 +111,9 @@ def write_embeddings(ids: list[str], vectors: list[np.ndarray] | np.ndarray, tar
     if fmt != "npy":
         raise ZooError(f"embed.format={fmt!r}; choose npy or parquet")
     if not isinstance(vectors, np.ndarray) and len({v.shape for v in vectors}) > 1:
-        raise ZooError("per-base embeddings of records of different lengths do not fit one .npy; use embed.format=parquet")
+        raise ZooError(
+            "per-base embeddings of records of different lengths do not fit one .npy; use embed.format=parquet"
+        )
     path, names = target.with_suffix(".npy"), target.with_suffix(".ids.txt")
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors if isinstance(vectors, np.ndarray) else np.stack(vectors))
@@ -115,7 +129,9 @@ def _examples(cfg: DictConfig, tokenizer: CharTokenizer):
         return [e for part in splits.values() for e in part], "embedded JASPAR motifs"
     keys = ("labels", "reference", "sequence_column", "id_column")
     examples = load_examples(path, tokenizer, require_labels=False, **{k: data.get(k) for k in keys})
-    return apply_length_policy(examples, data.get("max_length"), data.get("on_too_long", "error"), data.get("stride"), str(path)), str(path)
+    return apply_length_policy(
+        examples, data.get("max_length"), data.get("on_too_long", "error"), data.get("stride"), str(path)
+    ), str(path)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -124,8 +140,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ZooError(f"embed.pool={options.pool!r}; choose one of {', '.join(POOLS)}")
     tokenizer = DNATokenizer(on_ambiguous=cfg.data.get("on_ambiguous", "n"))
     model, tokenizer = load_backbone(cfg, tokenizer)
-    device = torch.device("cuda" if options.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if options.device == "auto" else options.device))
+    device = torch.device(
+        "cuda"
+        if options.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if options.device == "auto" else options.device)
+    )
     model = model.to(device).eval()
     out = output_dir(cfg)
     target = Path(cfg.get("output") or out / "embeddings").with_suffix("")
@@ -146,8 +165,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         files = write_embeddings([e.id for e in examples], vectors, target, options.format)
         count = len(examples)
     seconds = time.perf_counter() - start
-    result = {"mode": "embed", "output_dir": str(out), "files": [str(f) for f in files], "records": count,
-              "seconds": round(seconds, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    result = {
+        "mode": "embed",
+        "output_dir": str(out),
+        "files": [str(f) for f in files],
+        "records": count,
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     if device.type == "cuda":
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     write_run_record(out, cfg, result)

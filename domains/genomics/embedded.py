@@ -22,8 +22,8 @@ next-nucleotide pre-training and per-base labelling (sites as BED-like regions).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -31,12 +31,14 @@ from domains.genomics.jaspar import BASES, DEFAULT_MOTIFS, JASPAR_RELEASE, Motif
 from domains.genomics.records import Example, Region
 
 # P(next base | previous base), rows and columns A C G T: AT-rich with CpG depletion.
-TRANSITIONS = np.array([
-    [0.33, 0.17, 0.24, 0.26],
-    [0.35, 0.26, 0.05, 0.34],
-    [0.29, 0.21, 0.26, 0.24],
-    [0.22, 0.20, 0.25, 0.33],
-])
+TRANSITIONS = np.array(
+    [
+        [0.33, 0.17, 0.24, 0.26],
+        [0.35, 0.26, 0.05, 0.34],
+        [0.29, 0.21, 0.26, 0.24],
+        [0.22, 0.20, 0.25, 0.33],
+    ]
+)
 REGIONS = {"first": (0.0, 0.5), "second": (0.5, 1.0), "any": (0.0, 1.0)}
 
 
@@ -93,7 +95,9 @@ class MotifTask:
         motifs = self.motifs()
         widest = max(m.width for m in motifs)
         if self.length < 2 * widest + 2:
-            raise ValueError(f"data.length={self.length} is too short for motifs of width {widest}; use {2 * widest + 2} or more")
+            raise ValueError(
+                f"data.length={self.length} is too short for motifs of width {widest}; use {2 * widest + 2} or more"
+            )
         labels = rng.permutation(np.arange(n) % len(motifs))
         seqs = background(n, self.length, rng)
         lo_frac, hi_frac = REGIONS[region]
@@ -102,7 +106,7 @@ class MotifTask:
             site = sample_site(motifs[k], rng, reverse)
             lo, hi = int(lo_frac * self.length), int(hi_frac * self.length) - len(site)
             start = int(rng.integers(lo, hi + 1))
-            seqs[i, start:start + len(site)] = site
+            seqs[i, start : start + len(site)] = site
             out.append(Example(f"{split}_{i:05d}", to_text(seqs[i]), motifs[k].name))
         return out
 
@@ -116,8 +120,9 @@ class MotifTask:
         }
 
 
-def synthetic_genome(motifs: Sequence[Motif], records: int = 4, length: int = 50_000, mean_gap: int = 150,
-                     seed: int = 0) -> tuple[dict[str, str], list[Region]]:
+def synthetic_genome(
+    motifs: Sequence[Motif], records: int = 4, length: int = 50_000, mean_gap: int = 150, seed: int = 0
+) -> tuple[dict[str, str], list[Region]]:
     """Chromosome-like records with motif sites every ~`mean_gap` bases on either strand, and the sites.
 
     Region.name is the motif's factor name; Region.strand '+' or '-'."""
@@ -132,7 +137,9 @@ def synthetic_genome(motifs: Sequence[Motif], records: int = 4, length: int = 50
             site = sample_site(motifs[k], rng, reverse)
             if position + len(site) > length:
                 break
-            seqs[r, position:position + len(site)] = site
-            regions.append(Region(f"chr{r + 1}", position, position + len(site), motifs[k].name, "-" if reverse else "+"))
+            seqs[r, position : position + len(site)] = site
+            regions.append(
+                Region(f"chr{r + 1}", position, position + len(site), motifs[k].name, "-" if reverse else "+")
+            )
             position += len(site) + int(rng.integers(mean_gap // 2, 3 * mean_gap // 2))
     return {f"chr{r + 1}": to_text(seqs[r]) for r in range(records)}, regions

@@ -25,9 +25,9 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from Bio import bgzf
 from Bio.SeqIO.FastaIO import SimpleFastaParser
@@ -78,9 +78,13 @@ def sniff_format(path: Path) -> str:
                         return "fasta"
                     if first == b"@":
                         return "fastq"
-                    raise DataError(f"{path}:1: neither FASTA ('>') nor FASTQ ('@'): starts with {line[:20]!r}; give a .fa/.fq file")
+                    raise DataError(
+                        f"{path}:1: neither FASTA ('>') nor FASTQ ('@'): starts with {line[:20]!r}; give a .fa/.fq file"
+                    )
     except (EOFError, OSError, zlib.error) as err:
-        raise DataError(f"{path}: unreadable gzip ({err}); the file is truncated or corrupt, re-download or re-compress it") from None
+        raise DataError(
+            f"{path}: unreadable gzip ({err}); the file is truncated or corrupt, re-download or re-compress it"
+        ) from None
     raise DataError(f"{path}: the file is empty; give a FASTA or FASTQ file with at least one record")
 
 
@@ -107,16 +111,22 @@ class _CheckedLines:
                 elif line.endswith(b"\n"):
                     self.lf += 1
                 if self.crlf and self.lf:
-                    raise DataError(f"{self.where()}: mixed line endings (both CRLF and LF); convert the file with `dos2unix`")
+                    raise DataError(
+                        f"{self.where()}: mixed line endings (both CRLF and LF); convert the file with `dos2unix`"
+                    )
                 try:
                     text = line.decode("ascii")
                 except UnicodeDecodeError:
-                    raise DataError(f"{self.where()}: non-ASCII bytes; sequence files hold plain ASCII letters") from None
+                    raise DataError(
+                        f"{self.where()}: non-ASCII bytes; sequence files hold plain ASCII letters"
+                    ) from None
                 if text.startswith(self.marker):
                     self.record = text[1:].split(None, 1)[0] if text[1:].strip() else ""
                 yield text
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-            raise DataError(f"{self.where()}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it") from None
+            raise DataError(
+                f"{self.where()}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it"
+            ) from None
         finally:
             raw.close()
 
@@ -127,7 +137,7 @@ class _TextHandle:
     def __init__(self, lines: Iterator[str]):
         self.lines = lines
 
-    def __iter__(self) -> "_TextHandle":
+    def __iter__(self) -> _TextHandle:
         return self
 
     def __next__(self) -> str:
@@ -167,8 +177,10 @@ def read_records(path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS
                 bad = seq.encode("ascii").translate(None, delete)
                 if bad:
                     position = seq.index(chr(bad[0])) + 1
-                    raise DataError(f"{where}: illegal character {chr(bad[0])!r} at position {position}; "
-                                    "DNA may hold A C G T N and IUPAC codes; fix or remove the record")
+                    raise DataError(
+                        f"{where}: illegal character {chr(bad[0])!r} at position {position}; "
+                        "DNA may hold A C G T N and IUPAC codes; fix or remove the record"
+                    )
             seen.add(record_id)
             yield Record(record_id, seq)
     except ValueError as err:  # Biopython's FASTQ checks (lengths of sequence and quality, markers)
@@ -202,9 +214,18 @@ def build_fai(path: Path, allowed: bytes | None = DNA_CHARACTERS) -> list[FaiEnt
     def close() -> None:
         if current is not None:
             if current["length"] == 0:
-                raise DataError(f"{path}: record {current['name']!r}: empty record (no sequence); remove it or add its sequence")
-            entries.append(FaiEntry(current["name"], current["length"], current["offset"],
-                                    current["line_bases"] or 1, current["line_bytes"] or 1))
+                raise DataError(
+                    f"{path}: record {current['name']!r}: empty record (no sequence); remove it or add its sequence"
+                )
+            entries.append(
+                FaiEntry(
+                    current["name"],
+                    current["length"],
+                    current["offset"],
+                    current["line_bases"] or 1,
+                    current["line_bytes"] or 1,
+                )
+            )
 
     names: set[str] = set()
     for text in lines:
@@ -217,7 +238,14 @@ def build_fai(path: Path, allowed: bytes | None = DNA_CHARACTERS) -> list[FaiEnt
             if name in names:
                 raise DataError(f"{path}: record {name!r}: duplicate record id; ids must be unique")
             names.add(name)
-            current = {"name": name, "length": 0, "offset": offset + size, "line_bases": 0, "line_bytes": 0, "short": False}
+            current = {
+                "name": name,
+                "length": 0,
+                "offset": offset + size,
+                "line_bases": 0,
+                "line_bytes": 0,
+                "short": False,
+            }
         elif current is None:
             if text.strip():
                 raise DataError(f"{lines.where()}: sequence before the first '>' header; is this a FASTA file?")
@@ -226,8 +254,10 @@ def build_fai(path: Path, allowed: bytes | None = DNA_CHARACTERS) -> list[FaiEnt
         else:
             bases = len(text.rstrip("\r\n"))
             if current["short"] or (current["line_bases"] and bases > current["line_bases"]):
-                raise DataError(f"{lines.where()}: lines of different lengths inside a record; random access needs equal "
-                                "line lengths (rewrap with `seqkit seq -w 60` or `samtools faidx`)")
+                raise DataError(
+                    f"{lines.where()}: lines of different lengths inside a record; random access needs equal "
+                    "line lengths (rewrap with `seqkit seq -w 60` or `samtools faidx`)"
+                )
             if not current["line_bases"]:
                 current["line_bases"], current["line_bytes"] = bases, size
             elif bases < current["line_bases"]:
@@ -237,8 +267,10 @@ def build_fai(path: Path, allowed: bytes | None = DNA_CHARACTERS) -> list[FaiEnt
                 bad = bases_text.encode("ascii").translate(None, allowed)
                 if bad:
                     position = current["length"] + bases_text.index(chr(bad[0])) + 1
-                    raise DataError(f"{path}: record {current['name']!r}: illegal character {chr(bad[0])!r} at position {position}; "
-                                    "DNA may hold A C G T N and IUPAC codes; fix or remove the record")
+                    raise DataError(
+                        f"{path}: record {current['name']!r}: illegal character {chr(bad[0])!r} at position {position}; "
+                        "DNA may hold A C G T N and IUPAC codes; fix or remove the record"
+                    )
             current["length"] += bases
         offset += size
     close()
@@ -281,7 +313,9 @@ class IndexedFasta:
             entries = _read_fai(fai)
         else:
             entries = build_fai(self.path, allowed)
-            self._write_sidecar(fai, "".join(f"{e.name}\t{e.length}\t{e.offset}\t{e.line_bases}\t{e.line_bytes}\n" for e in entries))
+            self._write_sidecar(
+                fai, "".join(f"{e.name}\t{e.length}\t{e.offset}\t{e.line_bases}\t{e.line_bytes}\n" for e in entries)
+            )
         self.entries = {e.name: e for e in entries}
         if self.bgzf:
             gzi = Path(f"{self.path}.gzi")
@@ -290,7 +324,9 @@ class IndexedFasta:
             else:
                 self.data_starts, self.raw_starts = _bgzf_blocks(self.path)
                 pairs = list(zip(self.raw_starts, self.data_starts))[1:]  # samtools omits the first block (0, 0)
-                self._write_sidecar(gzi, struct.pack(f"<Q{2 * len(pairs)}Q", len(pairs), *[v for p in pairs for v in p]))
+                self._write_sidecar(
+                    gzi, struct.pack(f"<Q{2 * len(pairs)}Q", len(pairs), *[v for p in pairs for v in p])
+                )
         self._handle = None
 
     @staticmethod
@@ -327,7 +363,9 @@ class IndexedFasta:
         """Bases [start, end) of record `name` (0-based, end exclusive, as BED)."""
         entry = self.entries.get(name)
         if entry is None:
-            raise DataError(f"{self.path}: no record {name!r}; it has {', '.join(list(self.entries)[:5])}{' ...' if len(self.entries) > 5 else ''}")
+            raise DataError(
+                f"{self.path}: no record {name!r}; it has {', '.join(list(self.entries)[:5])}{' ...' if len(self.entries) > 5 else ''}"
+            )
         start, end = max(0, start), min(end, entry.length)
         if end <= start:
             return ""
@@ -346,7 +384,7 @@ class InMemoryFasta:
         self.sequences, self.path = sequences, Path(path)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS) -> "InMemoryFasta":
+    def from_file(cls, path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS) -> InMemoryFasta:
         return cls({r.id: r.seq for r in read_records(path, allowed)}, path)
 
     @property
@@ -356,7 +394,7 @@ class InMemoryFasta:
     def fetch(self, name: str, start: int, end: int) -> str:
         if name not in self.sequences:
             raise DataError(f"{self.path}: no record {name!r}")
-        return self.sequences[name][max(0, start):end]
+        return self.sequences[name][max(0, start) : end]
 
 
 def open_genome(path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS) -> IndexedFasta | InMemoryFasta:
@@ -367,6 +405,9 @@ def open_genome(path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS)
     if sniff_format(path) == "fasta" and kind in ("none", "bgzf"):
         return IndexedFasta(path, allowed)
     if kind == "gzip":
-        log.warning("%s is plain gzip, which has no random access: reading it into memory; "
-                    "recompress with `bgzip` (htslib) for windows into large genomes", path)
+        log.warning(
+            "%s is plain gzip, which has no random access: reading it into memory; "
+            "recompress with `bgzip` (htslib) for windows into large genomes",
+            path,
+        )
     return InMemoryFasta.from_file(path, allowed)

@@ -12,10 +12,10 @@ the embedded task: score every window on both strands, keep the best per motif.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,9 @@ class Motif:
 def database_path(release: str = JASPAR_RELEASE) -> Path:
     path = Path(str(resources.files("pyjaspar") / "data" / f"{release}.sqlite"))
     if not path.is_file():
-        raise ZooError(f"pyjaspar has no {release}.sqlite; install pyjaspar>=4 (it ships JASPAR2014-2026) or set data.jaspar_release")
+        raise ZooError(
+            f"pyjaspar has no {release}.sqlite; install pyjaspar>=4 (it ships JASPAR2014-2026) or set data.jaspar_release"
+        )
     return path
 
 
@@ -61,8 +63,12 @@ def load_motifs(base_ids: Sequence[str] = DEFAULT_MOTIFS, release: str = JASPAR_
         motifs = []
         for requested in base_ids:
             base, _, version = requested.partition(".")
-            query = "SELECT ID, BASE_ID, VERSION, NAME FROM MATRIX WHERE BASE_ID = ?" + (" AND VERSION = ?" if version else "")
-            row = db.execute(query + " ORDER BY VERSION DESC LIMIT 1", (base, int(version)) if version else (base,)).fetchone()
+            query = "SELECT ID, BASE_ID, VERSION, NAME FROM MATRIX WHERE BASE_ID = ?" + (
+                " AND VERSION = ?" if version else ""
+            )
+            row = db.execute(
+                query + " ORDER BY VERSION DESC LIMIT 1", (base, int(version)) if version else (base,)
+            ).fetchone()
             if row is None:
                 raise ZooError(f"JASPAR matrix {requested!r} is not in {release}; give CORE ids such as MA0139 (CTCF)")
             internal_id, base_id, version_no, name = row

@@ -9,7 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score, MulticlassMatthewsCorrCoef
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassMatthewsCorrCoef,
+)
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, PearsonCorrCoef, R2Score
 
 IGNORE = -100
@@ -18,19 +23,25 @@ IGNORE = -100
 def classification_metrics(num_classes: int, binned: bool = False) -> MetricCollection:
     """binned: AUROC over 200 thresholds (constant memory, for per-base tasks) instead of exact."""
     common = {"num_classes": num_classes, "ignore_index": IGNORE}
-    return MetricCollection({
-        "acc": MulticlassAccuracy(average="micro", **common),
-        "f1": MulticlassF1Score(average="macro", **common),
-        "mcc": MulticlassMatthewsCorrCoef(**common),
-        "auroc": MulticlassAUROC(average="macro", thresholds=200 if binned else None, **common),
-    })
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(average="micro", **common),
+            "f1": MulticlassF1Score(average="macro", **common),
+            "mcc": MulticlassMatthewsCorrCoef(**common),
+            "auroc": MulticlassAUROC(average="macro", thresholds=200 if binned else None, **common),
+        }
+    )
 
 
 def regression_metrics(num_targets: int) -> MetricCollection:
-    return MetricCollection({
-        "mse": MeanSquaredError(num_outputs=num_targets), "mae": MeanAbsoluteError(num_outputs=num_targets),
-        "r2": R2Score(multioutput="uniform_average"), "pearson": PearsonCorrCoef(num_outputs=num_targets),
-    })
+    return MetricCollection(
+        {
+            "mse": MeanSquaredError(num_outputs=num_targets),
+            "mae": MeanAbsoluteError(num_outputs=num_targets),
+            "r2": R2Score(multioutput="uniform_average"),
+            "pearson": PearsonCorrCoef(num_outputs=num_targets),
+        }
+    )
 
 
 class StageMetrics(nn.Module):

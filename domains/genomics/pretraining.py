@@ -39,9 +39,17 @@ class LanguageModelTask(GenomicsTask):
         causal = getattr(self.backbone, "causal", True)
         self.objective = ("causal" if causal else "masked") if objective == "auto" else objective
         if self.objective == "causal" and not causal:
-            raise ZooError("task.objective=causal needs a causal backbone; this one sees the whole sequence (use masked)")
-        self.register_buffer("base_ids", torch.tensor([self.tokenizer.ids[b] for b in "ACGT" if b in self.tokenizer.ids] or
-                                                      [i for i, t in enumerate(self.tokenizer.vocab) if len(t) == 1]), persistent=False)
+            raise ZooError(
+                "task.objective=causal needs a causal backbone; this one sees the whole sequence (use masked)"
+            )
+        self.register_buffer(
+            "base_ids",
+            torch.tensor(
+                [self.tokenizer.ids[b] for b in "ACGT" if b in self.tokenizer.ids]
+                or [i for i, t in enumerate(self.tokenizer.vocab) if len(t) == 1]
+            ),
+            persistent=False,
+        )
 
     def backbone_kwargs(self, name: str, model_kwargs: dict[str, Any]) -> dict[str, Any]:
         return language_model_kwargs(name, model_kwargs, vocab_size=len(DNATokenizer()))
@@ -74,7 +82,9 @@ class LanguageModelTask(GenomicsTask):
         counted = targets != IGNORE
         loss = per_position.sum() / counted.sum().clamp_min(1)
         size = len(batch["ids"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train", add_dataloader_idx=False)
+        self.log(
+            f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train", add_dataloader_idx=False
+        )
         if stage != "train":
             accuracy = (logits.argmax(-1) == targets)[counted].float().mean() if counted.any() else loss.new_zeros(())
             self.log(f"{stage}/acc", accuracy, batch_size=size, sync_dist=True, add_dataloader_idx=False)
@@ -85,6 +95,13 @@ class LanguageModelTask(GenomicsTask):
         per_position, _, targets = self.losses(batch["ids"], batch["mask"])
         counted = (targets != IGNORE).float()
         mean = (per_position * counted).sum(1) / counted.sum(1).clamp_min(1)
-        return [{"id": record_id, "strand": strand, "bases": int(n), "loss": round(float(m), 5),
-                 "perplexity": round(math.exp(float(m)), 5)}
-                for record_id, strand, n, m in zip(batch["id"], batch["strand"], batch["mask"].sum(1), mean)]
+        return [
+            {
+                "id": record_id,
+                "strand": strand,
+                "bases": int(n),
+                "loss": round(float(m), 5),
+                "perplexity": round(math.exp(float(m)), 5),
+            }
+            for record_id, strand, n, m in zip(batch["id"], batch["strand"], batch["mask"].sum(1), mean)
+        ]

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 from zoo.errors import DataError, ZooError
 
@@ -52,8 +53,13 @@ def windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:
     return [(s, s + size) for s in starts]
 
 
-def apply_length_policy(examples: Sequence[Example], max_length: int | None, policy: str = "error",
-                        stride: int | None = None, source: str = "") -> list[Example]:
+def apply_length_policy(
+    examples: Sequence[Example],
+    max_length: int | None,
+    policy: str = "error",
+    stride: int | None = None,
+    source: str = "",
+) -> list[Example]:
     if policy not in TOO_LONG_POLICIES:
         raise ZooError(f"data.on_too_long={policy!r}; choose one of {', '.join(TOO_LONG_POLICIES)}")
     if not max_length:
@@ -63,8 +69,10 @@ def apply_length_policy(examples: Sequence[Example], max_length: int | None, pol
         if len(example.seq) <= max_length:
             out.append(example)
         elif policy == "error":
-            raise DataError(f"{source}: record {example.id!r} has {len(example.seq):,} bases, more than data.max_length={max_length:,}; "
-                            "set data.on_too_long=truncate or slide, raise data.max_length, or pick a longer-context model")
+            raise DataError(
+                f"{source}: record {example.id!r} has {len(example.seq):,} bases, more than data.max_length={max_length:,}; "
+                "set data.on_too_long=truncate or slide, raise data.max_length, or pick a longer-context model"
+            )
         elif policy == "truncate":
             out.append(replace(example, seq=example.seq[:max_length]))
         else:

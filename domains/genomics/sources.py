@@ -10,8 +10,8 @@ is reported with the file and record before training starts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from domains.genomics.bed import read_bed, region_examples
 from domains.genomics.fasta import is_sequence_file, open_genome, read_records
@@ -21,10 +21,19 @@ from domains.genomics.tokenizer import CharTokenizer
 from zoo.errors import DataError
 
 
-def load_examples(path: str, tokenizer: CharTokenizer, *, labels: str | None = None, reference: str | None = None,
-                  sequence_column: str | None = None, label_columns: Sequence[str] | None = None,
-                  id_column: str | None = None, split_column: str | None = None, task_type: str = "classification",
-                  require_labels: bool = True) -> list[Example]:
+def load_examples(
+    path: str,
+    tokenizer: CharTokenizer,
+    *,
+    labels: str | None = None,
+    reference: str | None = None,
+    sequence_column: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+    split_column: str | None = None,
+    task_type: str = "classification",
+    require_labels: bool = True,
+) -> list[Example]:
     source = Path(path)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder; check data.path")
@@ -32,7 +41,9 @@ def load_examples(path: str, tokenizer: CharTokenizer, *, labels: str | None = N
     if is_genomic_benchmarks(source):
         examples = read_genomic_benchmarks(source)
     elif source.is_dir():
-        raise DataError(f"{source}: a folder, but not the GenomicBenchmarks layout (train/<class>/*.txt, test/<class>/*.txt)")
+        raise DataError(
+            f"{source}: a folder, but not the GenomicBenchmarks layout (train/<class>/*.txt, test/<class>/*.txt)"
+        )
     elif name.endswith(".bed"):
         if not reference:
             raise DataError(f"{source}: BED regions need the genome they refer to: add data.reference=<genome.fa>")
@@ -42,7 +53,9 @@ def load_examples(path: str, tokenizer: CharTokenizer, *, labels: str | None = N
         examples = _checked(source, [Example(r.id, r.seq) for r in read_records(source, allowed=None)], tokenizer)
         return _attach_labels(examples, source, labels, id_column, label_columns, task_type, require_labels)
     else:
-        examples = read_table(source, sequence_column, label_columns, id_column, split_column, task_type, require_labels)
+        examples = read_table(
+            source, sequence_column, label_columns, id_column, split_column, task_type, require_labels
+        )
     return _checked(source, examples, tokenizer)
 
 
@@ -51,14 +64,17 @@ def _checked(source: Path, examples: list[Example], tokenizer: CharTokenizer) ->
     seen: set[str] = set()
     for example in examples:
         if example.id in seen:
-            raise DataError(f"{source}: record id {example.id!r} appears twice; ids must be unique (predictions are keyed by them)")
+            raise DataError(
+                f"{source}: record id {example.id!r} appears twice; ids must be unique (predictions are keyed by them)"
+            )
         seen.add(example.id)
         tokenizer.encode(example.seq, where=f"{source}: record {example.id!r}")
     return examples
 
 
-def _attach_labels(examples: list[Example], source: Path, labels: str | None, id_column, label_columns, task_type,
-                   require_labels: bool) -> list[Example]:
+def _attach_labels(
+    examples: list[Example], source: Path, labels: str | None, id_column, label_columns, task_type, require_labels: bool
+) -> list[Example]:
     if not labels:
         if require_labels:
             raise DataError(f"{source}: FASTA records carry no labels; add data.labels=<table with id,label columns>")
@@ -68,6 +84,8 @@ def _attach_labels(examples: list[Example], source: Path, labels: str | None, id
     for example in examples:
         label = table.get(example.id)
         if label is None and require_labels:
-            raise DataError(f"{source}: record {example.id!r} has no label in {labels}; add a row for it or remove the record")
+            raise DataError(
+                f"{source}: record {example.id!r} has no label in {labels}; add a row for it or remove the record"
+            )
         out.append(Example(example.id, example.seq, label))
     return out

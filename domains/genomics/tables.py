@@ -14,8 +14,8 @@ import gzip
 import io
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from domains.genomics.records import Example
 from zoo.errors import DataError
@@ -31,7 +31,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
 
 
-def _pick(header: Sequence[str], wanted: str | None, defaults: Sequence[str], what: str, path: Path, required: bool = True) -> str | None:
+def _pick(
+    header: Sequence[str], wanted: str | None, defaults: Sequence[str], what: str, path: Path, required: bool = True
+) -> str | None:
     lower = {h.lower(): h for h in header}
     if wanted:
         if wanted not in header and wanted.lower() not in lower:
@@ -41,8 +43,10 @@ def _pick(header: Sequence[str], wanted: str | None, defaults: Sequence[str], wh
         if name in lower:
             return lower[name]
     if required:
-        raise DataError(f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with data.{what.replace(' ', '_')}_column. "
-                        f"Columns are {', '.join(header)}")
+        raise DataError(
+            f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with data.{what.replace(' ', '_')}_column. "
+            f"Columns are {', '.join(header)}"
+        )
     return None
 
 
@@ -59,7 +63,9 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
             header = list(reader.fieldnames or [])
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         after = f" (after the row on line {rows[-1][0]})" if rows else ""
-        raise DataError(f"{path}{after}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it") from None
+        raise DataError(
+            f"{path}{after}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it"
+        ) from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}:{len(rows) + 2}: not a readable CSV/TSV ({err})") from None
     if not header:
@@ -74,13 +80,21 @@ def parse_label(value: str | None, task_type: str, where: str, column: str):
         try:
             return float(value)
         except ValueError:
-            raise DataError(f"{where}: label {value!r} in column {column!r} is not a number (task_type=regression)") from None
+            raise DataError(
+                f"{where}: label {value!r} in column {column!r} is not a number (task_type=regression)"
+            ) from None
     return value.strip()
 
 
-def read_table(path: str | os.PathLike, sequence_column: str | None = None, label_columns: Sequence[str] | None = None,
-               id_column: str | None = None, split_column: str | None = None, task_type: str = "classification",
-               require_labels: bool = True) -> list[Example]:
+def read_table(
+    path: str | os.PathLike,
+    sequence_column: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+    split_column: str | None = None,
+    task_type: str = "classification",
+    require_labels: bool = True,
+) -> list[Example]:
     path = Path(path)
     header, rows = read_rows(path)
     seq_col = _pick(header, sequence_column, SEQUENCE_NAMES, "sequence", path)
@@ -114,20 +128,29 @@ def read_table(path: str | os.PathLike, sequence_column: str | None = None, labe
     return examples
 
 
-def read_labels(path: str | os.PathLike, id_column: str | None = None, label_columns: Sequence[str] | None = None,
-                task_type: str = "classification") -> dict[str, object]:
+def read_labels(
+    path: str | os.PathLike,
+    id_column: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    task_type: str = "classification",
+) -> dict[str, object]:
     """Labels of FASTA records from a table `id,label[,...]` (a missing cell is None)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such labels file; check data.labels")
     header, rows = read_rows(path)
     id_col = _pick(header, id_column, ID_NAMES, "id", path)
-    labels = [_pick(header, c, (), "label", path) for c in label_columns] if label_columns else [_pick(header, None, LABEL_NAMES, "label", path)]
+    labels = (
+        [_pick(header, c, (), "label", path) for c in label_columns]
+        if label_columns
+        else [_pick(header, None, LABEL_NAMES, "label", path)]
+    )
     out = {}
     for line, row in rows:
         values = [parse_label(row.get(c), task_type, f"{path}:{line}", c) for c in labels]
-        out[(row.get(id_col) or "").strip()] = None if any(v is None for v in values) else (
-            values[0] if task_type == "classification" else tuple(values))
+        out[(row.get(id_col) or "").strip()] = (
+            None if any(v is None for v in values) else (values[0] if task_type == "classification" else tuple(values))
+        )
     return out
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,13 +42,17 @@ class GenomicsTask(BaseTask):
         self.classes = list(classes)
         vocab = getattr(getattr(self.backbone, "stem", None), "vocab_size", None)
         if vocab and len(self.tokenizer) > vocab:
-            raise ZooError(f"the data's {self.tokenizer.kind} tokenizer has {len(self.tokenizer)} tokens but {self.hparams.model} "
-                           f"embeds only {vocab}; use weights trained on this alphabet (data.alphabet)")
+            raise ZooError(
+                f"the data's {self.tokenizer.kind} tokenizer has {len(self.tokenizer)} tokens but {self.hparams.model} "
+                f"embeds only {vocab}; use weights trained on this alphabet (data.alphabet)"
+            )
 
     extra_tokens = 0  # tokens the task adds to each sample (soft prompts)
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)  # torch_threads: the demo ran 7x slower with two threads on two busy cores (docs/genomics.md)
+        super().setup(
+            stage
+        )  # torch_threads: the demo ran 7x slower with two threads on two busy cores (docs/genomics.md)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "use_tokenizer"):
             return
@@ -56,9 +61,11 @@ class GenomicsTask(BaseTask):
             datamodule.use_tokenizer(self.tokenizer)
         limit, longest = getattr(self.backbone, "max_seq_len", None), datamodule.longest_input() + self.extra_tokens
         if limit and longest > limit:
-            raise ZooError(f"the data has samples of {longest:,} tokens but {self.hparams.model} takes at most {limit:,} "
-                           "(model.kwargs.max_seq_len); raise it, or shorten the data (data.max_length with "
-                           "data.on_too_long=truncate|slide, or data.context_length)")
+            raise ZooError(
+                f"the data has samples of {longest:,} tokens but {self.hparams.model} takes at most {limit:,} "
+                "(model.kwargs.max_seq_len); raise it, or shorten the data (data.max_length with "
+                "data.on_too_long=truncate|slide, or data.context_length)"
+            )
 
     def export_extras(self, folder: str) -> dict[str, str | bytes]:
         extras = {"tokenizer.json": self.tokenizer.to_json()}
@@ -98,9 +105,16 @@ class ScoredTask(GenomicsTask):
 class SequenceTask(ScoredTask):
     """One label per sequence. task_type: classification | regression; pool: max | mean | last | cls."""
 
-    def __init__(self, classes: Sequence[str] = ("negative", "positive"), task_type: str = "classification", pool: str = "max",
-                 target_mean: Sequence[float] | None = None, target_std: Sequence[float] | None = None,
-                 rc_conjoin: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        classes: Sequence[str] = ("negative", "positive"),
+        task_type: str = "classification",
+        pool: str = "max",
+        target_mean: Sequence[float] | None = None,
+        target_std: Sequence[float] | None = None,
+        rc_conjoin: bool = False,
+        **kwargs: Any,
+    ):
         if task_type not in ("classification", "regression"):
             raise ZooError(f"task_type={task_type!r}; choose classification or regression")
         kwargs["model_kwargs"] = {**dict(kwargs.get("model_kwargs") or {}), **self.head_kwargs(len(classes), pool)}
@@ -108,10 +122,14 @@ class SequenceTask(ScoredTask):
         if rc_conjoin and self.tokenizer.kind != "dna":
             raise ZooError("task.rc_conjoin averages over both DNA strands; set it false for protein sequences")
         if pool == "cls" and not self.tokenizer.has_cls():
-            raise ZooError("task.pool=cls needs a [CLS] token first: add data.prepend_cls=true (protein: data.add_special_tokens=true)")
+            raise ZooError(
+                "task.pool=cls needs a [CLS] token first: add data.prepend_cls=true (protein: data.add_special_tokens=true)"
+            )
         n = len(self.classes)
         self.regression = task_type == "regression"
-        self.register_buffer("mean", torch.tensor(list(target_mean or [0.0] * n), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(list(target_mean or [0.0] * n), dtype=torch.float32), persistent=False
+        )
         self.register_buffer("std", torch.tensor(list(target_std or [1.0] * n), dtype=torch.float32), persistent=False)
         self.metrics = StageMetrics(lambda: regression_metrics(n) if self.regression else classification_metrics(n))
 
@@ -137,12 +155,21 @@ class SequenceTask(ScoredTask):
             rows = seen.all(1)
             if stage != "train" and rows.any():
                 values, target = out[rows] * self.std + self.mean, y[rows]
-                self.metrics.update(stage, *((values[:, 0], target[:, 0]) if values.shape[1] == 1 else (values, target)))
+                self.metrics.update(
+                    stage, *((values[:, 0], target[:, 0]) if values.shape[1] == 1 else (values, target))
+                )
         else:
             loss = F.cross_entropy(out, y, ignore_index=IGNORE)
             if stage != "train":
                 self.metrics.update(stage, out.softmax(-1), y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(y), sync_dist=stage != "train", add_dataloader_idx=False)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=stage != "train",
+            add_dataloader_idx=False,
+        )
         if stage == "train" and not self.regression:
             self.log("train/acc", (out.argmax(-1) == y).float().mean(), batch_size=len(y))
         return loss
@@ -163,8 +190,11 @@ class SequenceTask(ScoredTask):
         probs = out.softmax(-1).cpu()
         for i, record_id in enumerate(batch["id"]):
             label = int(batch["y"][i])
-            row = {"id": record_id, "label": self.classes[label] if label != IGNORE else "",
-                   "pred": self.classes[int(probs[i].argmax())]}
+            row = {
+                "id": record_id,
+                "label": self.classes[label] if label != IGNORE else "",
+                "pred": self.classes[int(probs[i].argmax())],
+            }
             row.update({f"p_{name}": round(float(p), 6) for name, p in zip(self.classes, probs[i])})
             rows.append(row)
         return rows
@@ -174,7 +204,11 @@ class TokenTask(ScoredTask):
     """A class for every base (e.g. inside/outside BED regions); a per-position PNG after `predict`."""
 
     def __init__(self, classes: Sequence[str] = ("outside", "inside"), **kwargs: Any):
-        kwargs["model_kwargs"] = {**dict(kwargs.get("model_kwargs") or {}), "num_classes": len(classes), "global_pool": ""}
+        kwargs["model_kwargs"] = {
+            **dict(kwargs.get("model_kwargs") or {}),
+            "num_classes": len(classes),
+            "global_pool": "",
+        }
         super().__init__(classes=classes, **kwargs)
         n = len(self.classes)
         self.metrics = StageMetrics(lambda: classification_metrics(n, binned=True))
@@ -182,7 +216,14 @@ class TokenTask(ScoredTask):
     def shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         logits, y = self.backbone(batch["ids"], batch["mask"]).float(), batch["y"]
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(y), sync_dist=stage != "train", add_dataloader_idx=False)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=stage != "train",
+            add_dataloader_idx=False,
+        )
         if stage != "train":
             keep = y.flatten() != IGNORE
             self.metrics.update(stage, logits.flatten(0, 1)[keep].softmax(-1), y.flatten()[keep])
@@ -198,7 +239,12 @@ class TokenTask(ScoredTask):
             positions = torch.nonzero(batch["mask"][i]).flatten().tolist()
             for k, t in enumerate(positions):
                 label = int(batch["y"][i, t]) if "y" in batch else IGNORE
-                row = {"id": window, "chrom": chrom, "position": start + k, "label": self.classes[label] if label != IGNORE else ""}
+                row = {
+                    "id": window,
+                    "chrom": chrom,
+                    "position": start + k,
+                    "label": self.classes[label] if label != IGNORE else "",
+                }
                 row.update({f"p_{name}": round(float(p), 5) for name, p in zip(self.classes, probs[i, t])})
                 rows.append(row)
         return rows
@@ -217,7 +263,9 @@ class SoftPromptTask(SequenceTask):
     backbone with `lm_logits`; `head` trains a linear classifier on the pooled features too.
     """
 
-    def __init__(self, num_prompt_tokens: int = 16, readout: str = "lm", label_tokens: Sequence[str] | None = None, **kwargs: Any):
+    def __init__(
+        self, num_prompt_tokens: int = 16, readout: str = "lm", label_tokens: Sequence[str] | None = None, **kwargs: Any
+    ):
         if readout not in ("lm", "head"):
             raise ZooError(f"readout={readout!r}; choose lm (label tokens, only the prompt trains) or head")
         self.readout = readout
@@ -227,17 +275,25 @@ class SoftPromptTask(SequenceTask):
         if stem is None:
             raise ZooError(f"{type(self.backbone).__name__} has no input stem to prompt")
         if readout == "lm" and not callable(getattr(self.backbone, "lm_logits", None)):
-            raise ZooError(f"{type(self.backbone).__name__} has no LM head; use task.readout=head for soft prompts with it")
+            raise ZooError(
+                f"{type(self.backbone).__name__} has no LM head; use task.readout=head for soft prompts with it"
+            )
         tokens = list(label_tokens or ["A", "C", "G", "T", "N"][: len(self.classes)])
         if len(tokens) != len(self.classes) or any(t not in self.tokenizer.ids for t in tokens):
-            raise ZooError(f"task.label_tokens={tokens}: give one vocabulary token per class ({len(self.classes)} classes)")
+            raise ZooError(
+                f"task.label_tokens={tokens}: give one vocabulary token per class ({len(self.classes)} classes)"
+            )
         self.register_buffer("label_ids", torch.tensor([self.tokenizer.ids[t] for t in tokens]), persistent=False)
         placeholder = self.tokenizer.ids.get("[RESERVED]", self.tokenizer.ids.get("<null_1>"))
         self.prompt = SoftPrompt(num_prompt_tokens, placeholder, stem)
         self.extra_tokens = num_prompt_tokens
 
     def head_kwargs(self, num_outputs: int, pool: str) -> dict[str, Any]:
-        return {"num_classes": 0, "global_pool": ""} if self.readout == "lm" else {"num_classes": num_outputs, "global_pool": pool}
+        return (
+            {"num_classes": 0, "global_pool": ""}
+            if self.readout == "lm"
+            else {"num_classes": num_outputs, "global_pool": pool}
+        )
 
     def outputs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = self.prompt.insert(ids, mask)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -29,9 +30,44 @@ from zoo.models.bio_xlstm import strand_index
 
 DNA_VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
 PROTEIN_VOCAB = (
-    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N", "F",
-    "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
-    "<mask-1>", "<mask-2>", "<mask-3>", "<mask-4>", "<mask-5>",
+    "<cls>",
+    "<pad>",
+    "<eos>",
+    "<unk>",
+    "L",
+    "A",
+    "G",
+    "V",
+    "S",
+    "E",
+    "R",
+    "T",
+    "I",
+    "D",
+    "P",
+    "K",
+    "Q",
+    "N",
+    "F",
+    "Y",
+    "M",
+    "H",
+    "W",
+    "C",
+    "X",
+    "B",
+    "U",
+    "Z",
+    "O",
+    ".",
+    "-",
+    "<null_1>",
+    "<mask>",
+    "<mask-1>",
+    "<mask-2>",
+    "<mask-3>",
+    "<mask-4>",
+    "<mask-5>",
 )
 IUPAC_AMBIGUOUS = "RYSWKMBDHV"
 DNA_COMPLEMENT = dict(zip("ACGTNRYSWKMBDHV", "TGCANYRSWMKVHDB"))
@@ -75,8 +111,10 @@ class CharTokenizer:
 
     def _refuse(self, seq: str, codes: np.ndarray, where: str) -> NoReturn:
         position = int(np.flatnonzero(self._table[codes] < 0)[0])
-        raise DataError(f"{where or 'sequence'}: illegal character {seq[position]!r} at position {position + 1}; "
-                        f"{self.describe_alphabet()}; fix or remove the record")
+        raise DataError(
+            f"{where or 'sequence'}: illegal character {seq[position]!r} at position {position + 1}; "
+            f"{self.describe_alphabet()}; fix or remove the record"
+        )
 
     def describe_alphabet(self) -> str:
         return "allowed: " + " ".join(t for t in self.vocab if len(t) == 1)
@@ -87,7 +125,9 @@ class CharTokenizer:
             codes = np.frombuffer(seq.upper().encode("ascii"), dtype=np.uint8)
         except UnicodeEncodeError:
             bad = next(i for i, c in enumerate(seq) if ord(c) > 127)
-            raise DataError(f"{where or 'sequence'}: non-ASCII character {seq[bad]!r} at position {bad + 1}; {self.describe_alphabet()}") from None
+            raise DataError(
+                f"{where or 'sequence'}: non-ASCII character {seq[bad]!r} at position {bad + 1}; {self.describe_alphabet()}"
+            ) from None
         ids = self._table[codes]
         if (ids < 0).any():
             self._refuse(seq.upper(), codes, where)
@@ -105,7 +145,9 @@ class CharTokenizer:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         return "".join(self.vocab[i] for i in ids if 0 <= i < len(self.vocab) and len(self.vocab[i]) == 1)
 
-    def pad(self, sequences: Sequence[np.ndarray | Sequence[int]], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad(
+        self, sequences: Sequence[np.ndarray | Sequence[int]], length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, L)` long ids and `(B, L)` bool mask, L = `length` or the longest sequence."""
         length = length or max(len(s) for s in sequences)
         ids = torch.full((len(sequences), length), self.pad_id, dtype=torch.long)
@@ -120,8 +162,12 @@ class CharTokenizer:
     # ------------------------------------------------------------------ saving
 
     def config(self) -> dict:
-        return {"kind": self.kind, "vocab": list(self.vocab), "padding_side": self.padding_side,
-                "add_special_tokens": self.add_special_tokens}
+        return {
+            "kind": self.kind,
+            "vocab": list(self.vocab),
+            "padding_side": self.padding_side,
+            "add_special_tokens": self.add_special_tokens,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.config(), indent=2) + "\n"
@@ -133,8 +179,14 @@ class DNATokenizer(CharTokenizer):
     kind = "dna"
     pad_token, unk_token, mask_token, cls_token, sep_token = "[PAD]", "[UNK]", "[MASK]", "[CLS]", "[SEP]"
 
-    def __init__(self, padding_side: str = "left", add_special_tokens: bool = True, on_ambiguous: str = "n",
-                 prepend_cls: bool = False, vocab: Sequence[str] = DNA_VOCAB):
+    def __init__(
+        self,
+        padding_side: str = "left",
+        add_special_tokens: bool = True,
+        on_ambiguous: str = "n",
+        prepend_cls: bool = False,
+        vocab: Sequence[str] = DNA_VOCAB,
+    ):
         if tuple(vocab) != DNA_VOCAB:
             raise ZooError("a DNA tokenizer must use HyenaDNA's vocabulary; this tokenizer.json holds another one")
         if on_ambiguous not in ("n", "error"):
@@ -146,8 +198,11 @@ class DNATokenizer(CharTokenizer):
                 self._table[ord(code)] = self.ids["N"]
 
     def describe_alphabet(self) -> str:
-        codes = f", IUPAC codes {IUPAC_AMBIGUOUS} (-> N)" if self.on_ambiguous == "n" else \
-            f"; IUPAC codes {IUPAC_AMBIGUOUS} are refused (data.on_ambiguous=error; use n to read them as N)"
+        codes = (
+            f", IUPAC codes {IUPAC_AMBIGUOUS} (-> N)"
+            if self.on_ambiguous == "n"
+            else f"; IUPAC codes {IUPAC_AMBIGUOUS} are refused (data.on_ambiguous=error; use n to read them as N)"
+        )
         return f"DNA may hold A C G T N{codes}, in either case"
 
     def with_special_tokens(self, ids: np.ndarray) -> np.ndarray:
@@ -183,9 +238,13 @@ class ProteinTokenizer(CharTokenizer):
     kind = "protein"
     pad_token, unk_token, mask_token, cls_token, sep_token = "<pad>", "<unk>", "<mask>", "<cls>", "<eos>"
 
-    def __init__(self, padding_side: str = "right", add_special_tokens: bool = True, vocab: Sequence[str] = PROTEIN_VOCAB):
+    def __init__(
+        self, padding_side: str = "right", add_special_tokens: bool = True, vocab: Sequence[str] = PROTEIN_VOCAB
+    ):
         if tuple(vocab) != PROTEIN_VOCAB:
-            raise ZooError("a protein tokenizer must use Prot-xLSTM's vocabulary; this tokenizer.json holds another one")
+            raise ZooError(
+                "a protein tokenizer must use Prot-xLSTM's vocabulary; this tokenizer.json holds another one"
+            )
         super().__init__(vocab, padding_side, add_special_tokens)
 
     def describe_alphabet(self) -> str:
@@ -200,8 +259,10 @@ class ProteinTokenizer(CharTokenizer):
 
 def reverse_complement(seq: str) -> str:
     """Reverse complement of upper- or lower-case DNA with IUPAC codes (case is kept)."""
-    table = str.maketrans("".join(DNA_COMPLEMENT) + "".join(DNA_COMPLEMENT).lower(),
-                          "".join(DNA_COMPLEMENT.values()) + "".join(DNA_COMPLEMENT.values()).lower())
+    table = str.maketrans(
+        "".join(DNA_COMPLEMENT) + "".join(DNA_COMPLEMENT).lower(),
+        "".join(DNA_COMPLEMENT.values()) + "".join(DNA_COMPLEMENT.values()).lower(),
+    )
     return seq.translate(table)[::-1]
 
 

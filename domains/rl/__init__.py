@@ -25,7 +25,13 @@ EXAMPLES = [
 # greedy test return ~320 from random play's ~22, then `eval` of the checkpoint on the same fixed seeds.
 _DEMO_RUN = ["experiment=cartpole", "trainer.enable_progress_bar=false"]
 DEMO = {
-    "train": [*_DEMO_RUN, "trainer.max_epochs=3", "data.iterations_per_epoch=10", "data.num_envs=32", "data.rollout_steps=64"],
+    "train": [
+        *_DEMO_RUN,
+        "trainer.max_epochs=3",
+        "data.iterations_per_epoch=10",
+        "data.num_envs=32",
+        "data.rollout_steps=64",
+    ],
     "eval": _DEMO_RUN,
     "metric": "test/return_mean",
 }

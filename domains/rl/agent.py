@@ -50,8 +50,10 @@ class Agent:
     def __init__(self, backbone: nn.Module, heads: ActorCriticHeads):
         for method in ("forward_chunk", "step", "init_state"):
             if not hasattr(backbone, method) or not getattr(backbone, "recurrent", False):
-                raise ZooError(f"{type(backbone).__name__} can't act step by step with episode resets "
-                               f"(needs {method}); use model=s5, gru, lstm, mlp or transformer")
+                raise ZooError(
+                    f"{type(backbone).__name__} can't act step by step with episode resets "
+                    f"(needs {method}); use model=s5, gru, lstm, mlp or transformer"
+                )
         self.backbone, self.heads = backbone, heads
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> Any:

@@ -36,8 +36,15 @@ class RolloutDataModule(BaseDataModule):
     transitions; iterations_per_epoch: iterations between evaluations/checkpoints.
     """
 
-    def __init__(self, env: str = "CartPole-v1", env_kwargs: dict | None = None, num_envs: int = 16, rollout_steps: int = 128,
-                 iterations_per_epoch: int = 20, seed: int = 0):
+    def __init__(
+        self,
+        env: str = "CartPole-v1",
+        env_kwargs: dict | None = None,
+        num_envs: int = 16,
+        rollout_steps: int = 128,
+        iterations_per_epoch: int = 20,
+        seed: int = 0,
+    ):
         super().__init__(batch_size=1, seed=seed)
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.num_envs, self.rollout_steps, self.iterations_per_epoch = num_envs, rollout_steps, iterations_per_epoch
@@ -52,5 +59,10 @@ class RolloutDataModule(BaseDataModule):
         return {"in_features": self.probe.obs_dim}
 
     def task_kwargs(self) -> dict[str, Any]:
-        return {"env": self.env, "env_kwargs": self.env_kwargs, "num_envs": self.num_envs,
-                "rollout_steps": self.rollout_steps, "num_actions": self.probe.num_actions}
+        return {
+            "env": self.env,
+            "env_kwargs": self.env_kwargs,
+            "num_envs": self.num_envs,
+            "rollout_steps": self.rollout_steps,
+            "num_actions": self.probe.num_actions,
+        }

@@ -25,8 +25,13 @@ SPEC_FILE = "rl_policy.json"
 
 def policy_extras(task: Any) -> dict[str, str | bytes]:
     hp = task.hparams
-    spec = {"env": hp.env, "env_kwargs": dict(hp.env_kwargs or {}), "num_actions": hp.num_actions,
-            "head_hidden": hp.head_hidden, "iterations": int(task.iteration)}
+    spec = {
+        "env": hp.env,
+        "env_kwargs": dict(hp.env_kwargs or {}),
+        "num_actions": hp.num_actions,
+        "head_hidden": hp.head_hidden,
+        "iterations": int(task.iteration),
+    }
     state = {k: v.detach().contiguous().cpu() for k, v in task.heads.state_dict().items()}
     return {HEADS_FILE: save(state), SPEC_FILE: json.dumps(spec, indent=2) + "\n"}
 
@@ -41,7 +46,9 @@ def load_policy(source: str | os.PathLike) -> tuple[Agent, dict]:
 
     path = resolve(source)
     if not (path / SPEC_FILE).is_file():
-        raise ZooError(f"{path} has no {SPEC_FILE}: it holds a backbone but not an RL policy; export one with `zoo rl export`")
+        raise ZooError(
+            f"{path} has no {SPEC_FILE}: it holds a backbone but not an RL policy; export one with `zoo rl export`"
+        )
     spec = json.loads((path / SPEC_FILE).read_text())
     backbone = from_pretrained(path)
     heads = ActorCriticHeads(backbone.num_features, spec["num_actions"], spec["head_hidden"])

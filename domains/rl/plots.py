@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 def find_metrics_csv(folders: list[Path]) -> Path | None:
     """The newest CSV-logger file that holds training returns, in the first folder that has one."""
     for root in folders:
-        found = [p for p in sorted(root.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime) if "train/return" in p.open().readline()]
+        found = [
+            p
+            for p in sorted(root.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+            if "train/return" in p.open().readline()
+        ]
         if found:
             return found[-1]
     return None
@@ -79,7 +83,9 @@ def cartpole_gif(agent: Any, env: Any, out: Path, seed: int = 0, max_frames: int
         cx = width / 2 + x * scale
         draw.line([(width / 2 - 2.4 * scale, ground), (width / 2 + 2.4 * scale, ground)], fill="gray", width=1)
         draw.rectangle([cx - 15, ground - 5, cx + 15, ground + 5], fill=(31, 119, 180))
-        draw.line([(cx, ground), (cx + np.sin(theta) * scale, ground - np.cos(theta) * scale)], fill=(140, 86, 75), width=5)
+        draw.line(
+            [(cx, ground), (cx + np.sin(theta) * scale, ground - np.cos(theta) * scale)], fill=(140, 86, 75), width=5
+        )
         frames.append(frame)
         logits, _, core = agent.act(obs, core, start)
         obs, state, _, done, _ = env.step(state, logits.argmax(-1))

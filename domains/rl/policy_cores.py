@@ -37,8 +37,15 @@ class RecurrentCore(SequenceBackbone):
 
     recurrent = True
 
-    def __init__(self, dim: int = 128, cell: str = "gru", in_features: int | None = None, vocab_size: int | None = None,
-                 num_classes: int = 0, global_pool: str = ""):
+    def __init__(
+        self,
+        dim: int = 128,
+        cell: str = "gru",
+        in_features: int | None = None,
+        vocab_size: int | None = None,
+        num_classes: int = 0,
+        global_pool: str = "",
+    ):
         super().__init__()
         if vocab_size is None and in_features is None:
             in_features = 4
@@ -61,8 +68,9 @@ class RecurrentCore(SequenceBackbone):
         h, c = self.cell(u_t, (_keep(reset_t, state[0]), _keep(reset_t, state[1])))
         return h, (h, c)
 
-    def forward_chunk(self, x: torch.Tensor, state: Any, reset: torch.Tensor | None = None,
-                      mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+    def forward_chunk(
+        self, x: torch.Tensor, state: Any, reset: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Any]:
         """Features of a chunk continuing from `state`, and the state after it.
 
         Padded steps (`mask` False) carry the state over unchanged, so right padding
@@ -74,17 +82,24 @@ class RecurrentCore(SequenceBackbone):
             h, new_state = self._cell(u[:, t], state, None if reset is None else reset[:, t])
             if mask is not None:
                 keep = mask[:, t].unsqueeze(-1)
-                new_state = torch.where(keep, new_state, state) if self.cell_type == "gru" else \
-                    tuple(torch.where(keep, n, o) for n, o in zip(new_state, state))
+                new_state = (
+                    torch.where(keep, new_state, state)
+                    if self.cell_type == "gru"
+                    else tuple(torch.where(keep, n, o) for n, o in zip(new_state, state))
+                )
                 h = new_state if self.cell_type == "gru" else new_state[0]
             state = new_state
             outputs.append(h)
         return torch.stack(outputs, dim=1), state
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_chunk(x, self.init_state(x.shape[0], x.device), reset, mask)[0]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, mask, reset), mask)
 
     def step(self, x_t: torch.Tensor, state: Any, reset_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
@@ -98,8 +113,15 @@ class MLPCore(SequenceBackbone):
 
     recurrent = True  # a trivially recurrent core: empty state, step == forward
 
-    def __init__(self, dim: int = 64, depth: int = 2, in_features: int | None = None, vocab_size: int | None = None,
-                 num_classes: int = 0, global_pool: str = ""):
+    def __init__(
+        self,
+        dim: int = 64,
+        depth: int = 2,
+        in_features: int | None = None,
+        vocab_size: int | None = None,
+        num_classes: int = 0,
+        global_pool: str = "",
+    ):
         super().__init__()
         if vocab_size is None and in_features is None:
             in_features = 4
@@ -107,13 +129,17 @@ class MLPCore(SequenceBackbone):
         self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(depth - 1))
         self.init_head(dim, num_classes, global_pool)
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = torch.tanh(self.stem(x))
         for layer in self.layers:
             h = torch.tanh(layer(h))
         return h
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, mask), mask)
 
     def forward_chunk(self, x: torch.Tensor, state: Any, reset: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:

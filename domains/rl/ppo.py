@@ -28,8 +28,15 @@ class PPOConfig:
     normalize_advantages: bool = True
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
-        gamma: float, lam: float, bootstrap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+    bootstrap: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and value targets; `dones[t]` means the episode ended after step t.
 
     A = sum_k (gamma lam)^k delta_{t+k}, delta_t = r_t + gamma (V_{t+1} (1 - d_t) + b_t) - V_t, where
@@ -50,8 +57,16 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_v
     return advantages, advantages + values
 
 
-def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-             values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+def ppo_loss(
+    logits: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+) -> tuple[torch.Tensor, dict]:
     """The PPO objective (to minimise) and its parts, averaged over every element."""
     log_probs = F.log_softmax(logits, dim=-1)
     logp = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -67,14 +82,24 @@ def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor
     value_loss = 0.5 * value_loss.mean()
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
     with torch.no_grad():
-        stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                 "approx_kl": ((ratio - 1) - (logp - old_logp)).mean(),
-                 "clip_frac": ((ratio - 1).abs() > cfg.clip_eps).float().mean()}
+        stats = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": ((ratio - 1) - (logp - old_logp)).mean(),
+            "clip_frac": ((ratio - 1).abs() > cfg.clip_eps).float().mean(),
+        }
     return loss, stats
 
 
-def ppo_update(agent, batch, optimizer: torch.optim.Optimizer, cfg: PPOConfig, backward=None,
-               generator: torch.Generator | None = None) -> dict[str, float]:
+def ppo_update(
+    agent,
+    batch,
+    optimizer: torch.optim.Optimizer,
+    cfg: PPOConfig,
+    backward=None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
     """`update_epochs` passes over the rollout in minibatches of whole env sequences.
 
     Each minibatch replays its envs' full rollout from the stored core state with
@@ -85,8 +110,15 @@ def ppo_update(agent, batch, optimizer: torch.optim.Optimizer, cfg: PPOConfig, b
     from domains.rl.agent import index_state
 
     backward = backward or (lambda loss: loss.backward())
-    advantages, returns = gae(batch.rewards, batch.values, batch.dones, batch.last_value, cfg.gamma, cfg.gae_lambda,
-                              getattr(batch, "bootstrap", None))
+    advantages, returns = gae(
+        batch.rewards,
+        batch.values,
+        batch.dones,
+        batch.last_value,
+        cfg.gamma,
+        cfg.gae_lambda,
+        getattr(batch, "bootstrap", None),
+    )
     # Batch-major (B, T) for the sequence forward.
     obs, starts = batch.obs.transpose(0, 1), batch.starts.transpose(0, 1)
     actions, old_logp, old_values = batch.actions.T, batch.logp.T, batch.values.T
@@ -100,8 +132,16 @@ def ppo_update(agent, batch, optimizer: torch.optim.Optimizer, cfg: PPOConfig, b
         order = torch.randperm(num_envs, generator=generator, device="cpu").to(obs.device)
         for index in order.split(size):
             logits, values = agent.evaluate(obs[index], starts[index], index_state(batch.init_state, index))
-            loss, stats = ppo_loss(logits, actions[index], old_logp[index], advantages[index], values,
-                                   old_values[index], returns[index], cfg)
+            loss, stats = ppo_loss(
+                logits,
+                actions[index],
+                old_logp[index],
+                advantages[index],
+                values,
+                old_values[index],
+                returns[index],
+                cfg,
+            )
             optimizer.zero_grad(set_to_none=True)
             backward(loss)
             if cfg.max_grad_norm:

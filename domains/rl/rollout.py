@@ -19,14 +19,14 @@ from domains.rl.envs import TorchEnv
 
 @dataclass
 class Batch:
-    obs: torch.Tensor        # (T, B, D)
-    actions: torch.Tensor    # (T, B)
-    logp: torch.Tensor       # (T, B)
-    values: torch.Tensor     # (T, B)
-    rewards: torch.Tensor    # (T, B)
-    dones: torch.Tensor      # (T, B) episode ended after this step
-    starts: torch.Tensor     # (T, B) obs_t starts an episode
-    init_state: Any          # core state before step 0
+    obs: torch.Tensor  # (T, B, D)
+    actions: torch.Tensor  # (T, B)
+    logp: torch.Tensor  # (T, B)
+    values: torch.Tensor  # (T, B)
+    rewards: torch.Tensor  # (T, B)
+    dones: torch.Tensor  # (T, B) episode ended after this step
+    starts: torch.Tensor  # (T, B) obs_t starts an episode
+    init_state: Any  # core state before step 0
     last_value: torch.Tensor  # (B,) value of the observation after the last step
     bootstrap: torch.Tensor | None = None  # (T, B) value of the final obs where an episode was truncated, else 0
     episode_returns: list[float] = field(default_factory=list)
@@ -59,16 +59,24 @@ class RolloutCollector:
     def collect(self, steps: int) -> Batch:
         env, n = self.env, self.env.num_envs
         # Gumbel-max sampling with the whole rollout's noise drawn at once: two ops per step.
-        gumbel = -torch.log(-torch.log(torch.rand(steps, n, env.num_actions, generator=self.generator, device=env.device).clamp_(1e-10, 1.0)))
+        gumbel = -torch.log(
+            -torch.log(
+                torch.rand(steps, n, env.num_actions, generator=self.generator, device=env.device).clamp_(1e-10, 1.0)
+            )
+        )
         noise = env.uniform(steps, n, *env.reset_noise) if self.dense else [None] * steps
         bootstrap = torch.zeros(steps, n, device=env.device)
         init_state = self.core_state
         # Per-step tensors go to lists and are stacked once: a buffer write per step and field was
         # ~10% of an eager CartPole step (docs/rl.md, Speed); episode sums are done after the loop.
-        trace: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "starts", "logits", "actions", "values", "rewards", "dones")}
+        trace: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("obs", "starts", "logits", "actions", "values", "rewards", "dones")
+        }
         obs, state, start, core = self.obs, self.env_state, self.starts, self.core_state
         for t in range(steps):
-            logits, value, core, action, next_obs, state, reward, done, info = self.transition(obs, core, start, state, gumbel[t], noise[t])
+            logits, value, core, action, next_obs, state, reward, done, info = self.transition(
+                obs, core, start, state, gumbel[t], noise[t]
+            )
             for key, item in zip(trace, (obs, start, logits, action, value, reward, done)):
                 trace[key].append(item)
             cut = info.get("truncated")
@@ -85,7 +93,8 @@ class RolloutCollector:
         logp = torch.log_softmax(logits_buf, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         batch = Batch(obs_buf, actions, logp, values, rewards, dones, starts, init_state, last_value, bootstrap)
         returns, lengths, self.running_return, self.running_length = finished_episodes(
-            rewards, dones, self.running_return, self.running_length)
+            rewards, dones, self.running_return, self.running_length
+        )
         batch.episode_returns, batch.episode_lengths = returns.tolist(), lengths.tolist()
         return batch
 
@@ -97,7 +106,9 @@ class RolloutCollector:
         return logits, value, core, action, *stepped
 
 
-def finished_episodes(rewards: torch.Tensor, dones: torch.Tensor, carry_return: torch.Tensor, carry_length: torch.Tensor):
+def finished_episodes(
+    rewards: torch.Tensor, dones: torch.Tensor, carry_return: torch.Tensor, carry_length: torch.Tensor
+):
     """Returns and lengths of the episodes ending in a (T, B) rollout, time-major, and the running sums after it.
 
     `carry_*` (B,) hold the return and length of each env's unfinished episode before the rollout.
@@ -118,7 +129,9 @@ def finished_episodes(rewards: torch.Tensor, dones: torch.Tensor, carry_return: 
 
 
 @torch.no_grad()
-def evaluate_policy(agent: Agent, env: TorchEnv, seed: int, episodes: int, greedy: bool = True, max_steps: int = 100_000) -> list[float]:
+def evaluate_policy(
+    agent: Agent, env: TorchEnv, seed: int, episodes: int, greedy: bool = True, max_steps: int = 100_000
+) -> list[float]:
     """Returns of the first `episodes` episodes finished by `env.num_envs` parallel copies from `seed`."""
     generator = torch.Generator(device=env.device)
     generator.manual_seed(seed)
@@ -128,7 +141,9 @@ def evaluate_policy(agent: Agent, env: TorchEnv, seed: int, episodes: int, greed
     start = torch.ones(n, dtype=torch.bool, device=env.device)
     running = torch.zeros(n, device=env.device)
     counted = torch.zeros(n, dtype=torch.long, device=env.device)
-    quota = torch.full((n,), -(-episodes // n), device=env.device)  # each copy contributes equally: no bias to short episodes
+    quota = torch.full(
+        (n,), -(-episodes // n), device=env.device
+    )  # each copy contributes equally: no bias to short episodes
     returns: list[float] = []
     for _ in range(max_steps):
         logits, _, core = agent.act(obs, core, start)

@@ -73,12 +73,16 @@ class PPOTask(BaseTask):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         wanted = getattr(datamodule, "env", None)
         if wanted is not None and wanted != self.hparams.env:
-            raise ZooError(f"this checkpoint was trained on env {self.hparams.env!r}, not {wanted!r}; "
-                           f"evaluate it with env={self.hparams.env} or train a new policy")
+            raise ZooError(
+                f"this checkpoint was trained on env {self.hparams.env!r}, not {wanted!r}; "
+                f"evaluate it with env={self.hparams.env} or train a new policy"
+            )
         probe = self.env(1)
         if probe.obs_dim != self.backbone.stem.in_features or probe.num_actions != self.hparams.num_actions:
-            raise ZooError(f"policy expects obs_dim={self.backbone.stem.in_features}, actions={self.hparams.num_actions} "
-                           f"but {self.hparams.env} has {probe.obs_dim}, {probe.num_actions}; check env_kwargs match training")
+            raise ZooError(
+                f"policy expects obs_dim={self.backbone.stem.in_features}, actions={self.hparams.num_actions} "
+                f"but {self.hparams.env} has {probe.obs_dim}, {probe.num_actions}; check env_kwargs match training"
+            )
 
     def on_fit_start(self) -> None:
         # Saved with the hyper-parameters, so `zoo rl eval` finds this run's learning curve.
@@ -86,8 +90,12 @@ class PPOTask(BaseTask):
 
     def on_train_start(self) -> None:
         seed = int(self.trainer.datamodule.seed if self.trainer.datamodule else 0) + int(self.iteration)
-        self.collector = RolloutCollector(self.env(self.hparams.num_envs), self.agent, seed=seed,
-                                          compile=bool(self.hparams.get("compile_rollout", False)))
+        self.collector = RolloutCollector(
+            self.env(self.hparams.num_envs),
+            self.agent,
+            seed=seed,
+            compile=bool(self.hparams.get("compile_rollout", False)),
+        )
         self.total_iterations = max(1, self.trainer.max_epochs * self.trainer.num_training_batches)
         self.base_lrs = [group["lr"] for group in self.optimizers().optimizer.param_groups]
 
@@ -129,7 +137,11 @@ class PPOTask(BaseTask):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         returns = torch.tensor(self._evaluate(self.hparams.eval_episodes, self.hparams.eval_seed + 1))
-        metrics = {"test/return_mean": returns.mean(), "test/return_std": returns.std(unbiased=False), "test/episodes": float(len(returns))}
+        metrics = {
+            "test/return_mean": returns.mean(),
+            "test/return_std": returns.std(unbiased=False),
+            "test/episodes": float(len(returns)),
+        }
         if self.hparams.env.startswith("meta/"):
             # In-context adaptation on projections from a generator never used in training.
             env = self.env(min(self.hparams.eval_episodes, 50), projection_seed=HELD_OUT_PROJECTIONS)
@@ -153,4 +165,3 @@ class PPOTask(BaseTask):
         from domains.rl.hub import policy_extras
 
         return policy_extras(self)
-

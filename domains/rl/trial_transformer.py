@@ -51,8 +51,14 @@ class TrialAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.distance_bias = nn.Parameter(torch.zeros(heads, memory + 1))
 
-    def forward(self, x: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, allowed: torch.Tensor,
-                distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache_k: torch.Tensor,
+        cache_v: torch.Tensor,
+        allowed: torch.Tensor,
+        distance: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, T, D); cache (B, H, M, dh); allowed (B, T, M+T) bool; distance (T, M+T) long in [0, M]."""
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -82,13 +88,27 @@ class TrialTransformer(SequenceBackbone):
 
     recurrent = True
 
-    def __init__(self, dim: int = 32, depth: int = 2, heads: int = 4, memory: int = 64, mlp_ratio: float = 2.0,
-                 in_features: int | None = None, vocab_size: int | None = None, num_classes: int = 0, global_pool: str = ""):
+    def __init__(
+        self,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 4,
+        memory: int = 64,
+        mlp_ratio: float = 2.0,
+        in_features: int | None = None,
+        vocab_size: int | None = None,
+        num_classes: int = 0,
+        global_pool: str = "",
+    ):
         super().__init__()
         if dim % heads:
-            raise ZooError(f"TrialTransformer: dim={dim} is not divisible by heads={heads}; change model.kwargs.dim or heads")
+            raise ZooError(
+                f"TrialTransformer: dim={dim} is not divisible by heads={heads}; change model.kwargs.dim or heads"
+            )
         if memory < 1:
-            raise ZooError(f"TrialTransformer: memory={memory} must be >= 1 (the number of past steps a token may attend to)")
+            raise ZooError(
+                f"TrialTransformer: memory={memory} must be >= 1 (the number of past steps a token may attend to)"
+            )
         if vocab_size is None and in_features is None:
             in_features = 4
         self.memory, self.heads = memory, heads
@@ -104,8 +124,9 @@ class TrialTransformer(SequenceBackbone):
         empty = [torch.zeros(shape, device=device, dtype=dtype) for _ in self.blocks]
         return torch.zeros(batch, self.memory, dtype=torch.bool, device=device), empty, [e.clone() for e in empty]
 
-    def _run(self, x: torch.Tensor, state: State, reset: torch.Tensor | None,
-             mask: torch.Tensor | None) -> tuple[torch.Tensor, State]:
+    def _run(
+        self, x: torch.Tensor, state: State, reset: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, State]:
         valid, cache_k, cache_v = state
         (B, T), M = x.shape[:2], self.memory
         device = x.device
@@ -129,15 +150,21 @@ class TrialTransformer(SequenceBackbone):
         keep = key_ok & (seg_k == seg_q[:, -1:])
         return self.norm(h), (keep[:, -M:], new_k, new_v)
 
-    def forward_chunk(self, x: torch.Tensor, state: State, reset: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+    def forward_chunk(
+        self, x: torch.Tensor, state: State, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Features of a chunk continuing from `state` (the cache), and the cache after it."""
         return self._run(x, state, reset, None)
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """From an empty cache; padded steps (`mask` False) are never attended to."""
         return self._run(x, self.init_state(x.shape[0], x.device), reset, mask)[0]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, mask, reset), mask)
 
     def step(self, x_t: torch.Tensor, state: State, reset_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:

@@ -28,9 +28,16 @@ def find_clips(root: str) -> tuple[list[tuple[Path, int]], list[str]]:
     if not folder.is_dir():
         raise DataError(f"{root}: no such folder; give data.root=<folder with one sub-folder of audio files per class>")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    clips = [(f, i) for i, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.suffix.lower() in AUDIO_SUFFIXES]
+    clips = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted((folder / c).iterdir())
+        if f.suffix.lower() in AUDIO_SUFFIXES
+    ]
     if len(classes) < 2 or not clips:
-        raise DataError(f"{root}: found {len(classes)} class folders and {len(clips)} audio files ({', '.join(AUDIO_SUFFIXES)}); need at least two classes with files")
+        raise DataError(
+            f"{root}: found {len(classes)} class folders and {len(clips)} audio files ({', '.join(AUDIO_SUFFIXES)}); need at least two classes with files"
+        )
     return clips, classes
 
 
@@ -44,7 +51,10 @@ class AudioClips(Dataset):
 
             # 25 ms windows every 10 ms, the usual speech/audio framing.
             self.mel = torchaudio.transforms.MelSpectrogram(
-                sample_rate, n_fft=max(64, int(0.025 * sample_rate)), hop_length=max(16, int(0.010 * sample_rate)), n_mels=n_mels
+                sample_rate,
+                n_fft=max(64, int(0.025 * sample_rate)),
+                hop_length=max(16, int(0.010 * sample_rate)),
+                n_mels=n_mels,
             )
 
     def __len__(self) -> int:
@@ -79,12 +89,26 @@ def pad_batch(items: list[dict]) -> dict:
     length = max(item["x"].shape[0] for item in items)
     x = torch.stack([F.pad(item["x"], (0, 0, 0, length - item["x"].shape[0])) for item in items])
     mask = torch.stack([torch.arange(length) < item["x"].shape[0] for item in items])
-    return {"x": x, "mask": mask, "label": torch.tensor([item["label"] for item in items]), "path": [item["path"] for item in items]}
+    return {
+        "x": x,
+        "mask": mask,
+        "label": torch.tensor([item["label"] for item in items]),
+        "path": [item["path"] for item in items],
+    }
 
 
 class AudioFolderDataModule(BaseDataModule):
-    def __init__(self, root: str = "???", sample_rate: int = 8000, max_seconds: float = 1.0, n_mels: int = 0,
-                 val_fraction: float = 0.15, test_fraction: float = 0.15, predict_root: str | None = None, **loader_kwargs):
+    def __init__(
+        self,
+        root: str = "???",
+        sample_rate: int = 8000,
+        max_seconds: float = 1.0,
+        n_mels: int = 0,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        predict_root: str | None = None,
+        **loader_kwargs,
+    ):
         super().__init__(**loader_kwargs)
         self.root, self.predict_root = root, predict_root
         self.clip_kwargs = dict(sample_rate=sample_rate, max_seconds=max_seconds, n_mels=n_mels)
@@ -115,7 +139,9 @@ class AudioFolderDataModule(BaseDataModule):
 class AudioClassifyTask(BaseTask):
     """Cross-entropy over pooled backbone features; logs loss and accuracy, predicts class probabilities."""
 
-    def __init__(self, class_names: list[str] | None = None, head_pool: str = "mean", model_kwargs: dict | None = None, **kwargs):
+    def __init__(
+        self, class_names: list[str] | None = None, head_pool: str = "mean", model_kwargs: dict | None = None, **kwargs
+    ):
         class_names = list(class_names or ["0", "1"])
         model_kwargs = {**(model_kwargs or {}), "num_classes": len(class_names), "global_pool": head_pool}
         super().__init__(model_kwargs=model_kwargs, **kwargs)

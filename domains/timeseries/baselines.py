@@ -39,9 +39,16 @@ class ClassicAR:
         from statsmodels.tsa.ar_model import AutoReg
 
         if len(rows) <= 2 * self.lags:
-            raise ZooError(f"classic AR with {self.lags} lags needs more than {2 * self.lags} training rows, got {len(rows)}; lower model.kwargs.lags")
+            raise ZooError(
+                f"classic AR with {self.lags} lags needs more than {2 * self.lags} training rows, got {len(rows)}; lower model.kwargs.lags"
+            )
         # params: [intercept, coefficient of lag 1, ..., lag p] per channel
-        self.params = np.stack([AutoReg(rows[:, c].astype(np.float64), lags=self.lags, trend="c").fit().params for c in range(rows.shape[1])])
+        self.params = np.stack(
+            [
+                AutoReg(rows[:, c].astype(np.float64), lags=self.lags, trend="c").fit().params
+                for c in range(rows.shape[1])
+            ]
+        )
         return self
 
     def coefficients(self) -> np.ndarray:
@@ -50,7 +57,9 @@ class ClassicAR:
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         if windows.shape[1] < self.lags:
-            raise ZooError(f"classic AR with {self.lags} lags needs windows of at least that length (seq_len), got {windows.shape[1]}")
+            raise ZooError(
+                f"classic AR with {self.lags} lags needs windows of at least that length (seq_len), got {windows.shape[1]}"
+            )
         history = windows[:, -self.lags :].astype(np.float64)  # (N, p, C), oldest first
         intercept, weights = self.params[:, 0], self.params[:, :0:-1]  # weights (C, p) oldest lag first
         steps = []
@@ -68,7 +77,9 @@ def make_baseline(name: str, kwargs: dict, dm: TimeSeriesDataModule):
     elif name == "seasonal_naive":
         module = SeasonalNaive(dm.horizon, int(kwargs.get("season") or dm.season_length()))
     elif name == "classic_ar":
-        return ClassicAR(int(kwargs.get("lags") or dm.seq_len), dm.horizon).fit(target_channels(dm.train_rows, dm.features))
+        return ClassicAR(int(kwargs.get("lags") or dm.seq_len), dm.horizon).fit(
+            target_channels(dm.train_rows, dm.features)
+        )
     else:
         raise ZooError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     return lambda windows: module(torch.from_numpy(np.array(windows))).numpy()
@@ -95,7 +106,10 @@ def evaluate(forecaster, dm: TimeSeriesDataModule, split: str) -> dict[str, floa
     scale = target_channels(np.asarray(dm.mase_scale()), dm.features)
     scaled = forecast_errors(torch.as_tensor((pred - mean) / std), torch.as_tensor((y - mean) / std), list(scale / std))
     original = forecast_errors(torch.as_tensor(pred), torch.from_numpy(np.array(y)), list(scale))
-    return {**{f"{split}/{k}": v for k, v in scaled.items()}, **{f"{split}/original/{k}": v for k, v in original.items()}}
+    return {
+        **{f"{split}/{k}": v for k, v in scaled.items()},
+        **{f"{split}/original/{k}": v for k, v in original.items()},
+    }
 
 
 def write_forecast(forecaster, dm: TimeSeriesDataModule, output: Path) -> int:

@@ -62,9 +62,12 @@ class ForecastWindows(Dataset):
         y = slice(e - self.label_len, e + self.horizon)
         arrays = self.series
         return {
-            "x": torch.from_numpy(arrays.values[s:e]), "y": torch.from_numpy(arrays.values[y]),
-            "x_mark": torch.from_numpy(arrays.marks[s:e]), "y_mark": torch.from_numpy(arrays.marks[y]),
-            "x_cal": torch.from_numpy(arrays.calendar[s:e]), "y_cal": torch.from_numpy(arrays.calendar[y]),
+            "x": torch.from_numpy(arrays.values[s:e]),
+            "y": torch.from_numpy(arrays.values[y]),
+            "x_mark": torch.from_numpy(arrays.marks[s:e]),
+            "y_mark": torch.from_numpy(arrays.marks[y]),
+            "x_cal": torch.from_numpy(arrays.calendar[s:e]),
+            "y_cal": torch.from_numpy(arrays.calendar[y]),
         }
 
 
@@ -77,10 +80,11 @@ class FutureWindow(Dataset):
         known = slice(end - label_len, end)
         y = np.concatenate([series.values[known], np.zeros((horizon, series.values.shape[1]), np.float32)])
         self.item = {
-            "x": torch.from_numpy(series.values[end - seq_len:]), "y": torch.from_numpy(y),
-            "x_mark": torch.from_numpy(series.marks[end - seq_len:]),
+            "x": torch.from_numpy(series.values[end - seq_len :]),
+            "y": torch.from_numpy(y),
+            "x_mark": torch.from_numpy(series.marks[end - seq_len :]),
             "y_mark": torch.from_numpy(np.concatenate([series.marks[known], time_features(future, freq)])),
-            "x_cal": torch.from_numpy(series.calendar[end - seq_len:]),
+            "x_cal": torch.from_numpy(series.calendar[end - seq_len :]),
             "y_cal": torch.from_numpy(np.concatenate([series.calendar[known], calendar_fields(future)])),
             "future_ns": torch.from_numpy(future.as_unit("ns").asi8.copy()),
         }
@@ -100,14 +104,20 @@ def split_borders(n: int, split: str, ratios: list[float], freq: str, seq_len: i
         except ValueError:  # weeks, months, ...: no fixed length
             per_day = 0.0
         if per_day < 1 or per_day != int(per_day):
-            raise DataError(f"data.split=ett counts 30-day months and needs daily or finer data, not {freq!r}; use data.split=ratio")
+            raise DataError(
+                f"data.split=ett counts 30-day months and needs daily or finer data, not {freq!r}; use data.split=ratio"
+            )
         month = 30 * int(per_day)
         n_train, n_val, n_test = 12 * month, 4 * month, 4 * month
         if n < n_train + n_val + n_test:
-            raise DataError(f"data.split=ett needs 20 months ({n_train + n_val + n_test} rows at {freq!r}), the series has {n}; use data.split=ratio")
+            raise DataError(
+                f"data.split=ett needs 20 months ({n_train + n_val + n_test} rows at {freq!r}), the series has {n}; use data.split=ratio"
+            )
     elif split == "ratio":
         if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) > 1 + 1e-9:
-            raise DataError(f"data.ratios={list(ratios)}: give three non-negative train/val/test fractions summing to at most 1")
+            raise DataError(
+                f"data.ratios={list(ratios)}: give three non-negative train/val/test fractions summing to at most 1"
+            )
         n_train, n_test = int(n * ratios[0]), int(n * ratios[2])
         n_val = n - n_train - n_test
     else:
@@ -145,7 +155,9 @@ class TimeSeriesDataModule(BaseDataModule):
         if not 0 <= label_len <= seq_len or horizon < 1:
             raise DataError(f"need 0 <= label_len ({label_len}) <= seq_len ({seq_len}) and horizon ({horizon}) >= 1")
         self.path, self.target, self.features, self.columns = str(path), target, features, columns
-        self.read_kwargs = dict(date_col=date_col, layout=layout, id_col=id_col, ds_col=ds_col, y_col=y_col, fill=fill, freq=freq)
+        self.read_kwargs = dict(
+            date_col=date_col, layout=layout, id_col=id_col, ds_col=ds_col, y_col=y_col, fill=fill, freq=freq
+        )
         self.split, self.ratios = split, list(ratios)
         self.seq_len, self.label_len, self.horizon, self.season = seq_len, label_len, horizon, season
 
@@ -154,7 +166,9 @@ class TimeSeriesDataModule(BaseDataModule):
             frame, freq = load_embedded(self.path)
             unknown = [c for c in self.columns or [] if c not in frame.columns]
             if unknown:
-                raise DataError(f"{self.path}: no column {unknown[0]!r} (columns: {', '.join(frame.columns)}); fix data.columns")
+                raise DataError(
+                    f"{self.path}: no column {unknown[0]!r} (columns: {', '.join(frame.columns)}); fix data.columns"
+                )
             return (frame[self.columns] if self.columns else frame), self.read_kwargs["freq"] or freq
         # A univariate run reads only its target, so other columns may hold anything.
         columns = self.columns or ([self.target] if self.features == "S" and self.target else None)
@@ -163,7 +177,9 @@ class TimeSeriesDataModule(BaseDataModule):
     def select_channels(self, frame: pd.DataFrame) -> pd.DataFrame:
         target = self.target or frame.columns[-1]
         if target not in frame.columns:
-            raise DataError(f"{self.path}: no target column {target!r} (columns: {', '.join(frame.columns)}); set data.target=<column>")
+            raise DataError(
+                f"{self.path}: no target column {target!r} (columns: {', '.join(frame.columns)}); set data.target=<column>"
+            )
         others = [c for c in frame.columns if c != target]
         self.target = target
         return frame[[target]] if self.features == "S" else frame[[*others, target]]
@@ -175,7 +191,9 @@ class TimeSeriesDataModule(BaseDataModule):
         frame = self.select_channels(frame)
         self.frame, self.series = frame, SeriesArrays(frame, self.freq)
         if len(frame) < self.seq_len:
-            raise DataError(f"{self.path}: {len(frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give a longer series")
+            raise DataError(
+                f"{self.path}: {len(frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give a longer series"
+            )
         self.predict_set = FutureWindow(self.series, self.freq, self.seq_len, self.label_len, self.horizon)
         self.train_rows = self.series.values
         if stage != "predict":
@@ -191,9 +209,10 @@ class TimeSeriesDataModule(BaseDataModule):
                     f"seq_len + horizon = {need}; shorten seq_len/horizon, change data.ratios, or give a longer series"
                 )
         self.train_set, self.val_set, self.test_set = (
-            ForecastWindows(self.series, start, end, self.seq_len, self.label_len, self.horizon) for start, end in borders
+            ForecastWindows(self.series, start, end, self.seq_len, self.label_len, self.horizon)
+            for start, end in borders
         )
-        self.train_rows = self.series.values[borders[0][0]: borders[0][1]]
+        self.train_rows = self.series.values[borders[0][0] : borders[0][1]]
 
     def season_length(self) -> int:
         return int(self.season or season_length(self.freq))
@@ -212,7 +231,14 @@ class TimeSeriesDataModule(BaseDataModule):
     def task_kwargs(self) -> dict:
         mean, std = self.scaler()
         return dict(
-            seq_len=self.seq_len, label_len=self.label_len, horizon=self.horizon, features=self.features,
-            channels=list(self.frame.columns), freq=frequency_code(self.freq), season=self.season_length(),
-            scaler_mean=mean, scaler_std=std, mase_scale=self.mase_scale(),
+            seq_len=self.seq_len,
+            label_len=self.label_len,
+            horizon=self.horizon,
+            features=self.features,
+            channels=list(self.frame.columns),
+            freq=frequency_code(self.freq),
+            season=self.season_length(),
+            scaler_mean=mean,
+            scaler_std=std,
+            mase_scale=self.mase_scale(),
         )

@@ -29,7 +29,7 @@ def load_embedded(path: str) -> tuple[pd.DataFrame, str]:
     """(frame on a regular DatetimeIndex, pandas frequency alias) of `statsmodels:<name>`."""
     from statsmodels import datasets
 
-    name = str(path)[len(PREFIX):]
+    name = str(path)[len(PREFIX) :]
     if name == "co2":
         frame = datasets.co2.load_pandas().data.astype("float64")
         return frame.interpolate(method="time", limit_direction="both"), "W-SAT"
@@ -39,6 +39,10 @@ def load_embedded(path: str) -> tuple[pd.DataFrame, str]:
         return pd.DataFrame({"sunactivity": raw["SUNACTIVITY"].to_numpy(float)}, index=index), "YS"
     if name == "macrodata":
         raw = datasets.macrodata.load_pandas().data
-        index = pd.PeriodIndex.from_fields(year=raw["year"].astype(int), quarter=raw["quarter"].astype(int), freq="Q").to_timestamp()
+        index = pd.PeriodIndex.from_fields(
+            year=raw["year"].astype(int), quarter=raw["quarter"].astype(int), freq="Q"
+        ).to_timestamp()
         return raw.drop(columns=["year", "quarter"]).astype("float64").set_axis(index), "QS"
-    raise DataError(f"unknown embedded series {path!r}; choose one of {', '.join(PREFIX + n for n in EMBEDDED)} or give data.path=<file.csv>")
+    raise DataError(
+        f"unknown embedded series {path!r}; choose one of {', '.join(PREFIX + n for n in EMBEDDED)} or give data.path=<file.csv>"
+    )

@@ -45,9 +45,12 @@ class ForecastErrors(Metric):
         n = self.n.clamp_min(1)
         mse = self.se / n
         return {
-            "mse": mse, "mae": self.ae / n, "rmse": mse.sqrt(),
+            "mse": mse,
+            "mae": self.ae / n,
+            "rmse": mse.sqrt(),
             "mape": self.ape / self.n_ape if self.n_ape > 0 else torch.tensor(float("nan"), dtype=torch.float64),
-            "smape": self.sape / n, "mase": self.ase / n,
+            "smape": self.sape / n,
+            "mase": self.ase / n,
         }
 
 

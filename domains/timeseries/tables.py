@@ -58,30 +58,46 @@ def _parse_dates(values: pd.Series, path: str, column: str, parquet: bool) -> pd
     dates = pd.to_datetime(values, errors="coerce")  # the format is inferred from the first row
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
-        raise DataError(f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp")
+        raise DataError(
+            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp"
+        )
     return pd.DatetimeIndex(dates)
 
 
 def _empty_cell(path: str, row: int, column: str, parquet: bool, what: str = "") -> DataError:
-    return DataError(f"{_where(path, row, parquet)}: column {column!r} is empty{what}; fill missing values with data.fill=interpolate|ffill|zero")
+    return DataError(
+        f"{_where(path, row, parquet)}: column {column!r} is empty{what}; fill missing values with data.fill=interpolate|ffill|zero"
+    )
 
 
-def long_to_wide(frame: pd.DataFrame, path: str, id_col: str, ds_col: str, y_col: str, parquet: bool,
-                 series: list[str] | None = None, fill: str = "error") -> pd.DataFrame:
+def long_to_wide(
+    frame: pd.DataFrame,
+    path: str,
+    id_col: str,
+    ds_col: str,
+    y_col: str,
+    parquet: bool,
+    series: list[str] | None = None,
+    fill: str = "error",
+) -> pd.DataFrame:
     """One column per `unique_id` (only `series` if given), indexed by `ds` (rows may come in any order)."""
     ids = frame[id_col].astype(str)
     if series is not None:
         present = set(ids)
         unknown = [s for s in series if s not in present]
         if unknown:
-            raise DataError(f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(sorted(present)[:10])}); fix data.columns")
+            raise DataError(
+                f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(sorted(present)[:10])}); fix data.columns"
+            )
         frame, ids = frame[ids.isin(series)], ids[ids.isin(series)]
     dates = _parse_dates(frame[ds_col], path, ds_col, parquet)
     keys = pd.DataFrame({"id": ids.to_numpy(), "ds": dates})
     duplicated = np.flatnonzero(keys.duplicated().to_numpy())
     if len(duplicated):
         row = duplicated[0]
-        raise DataError(f"{_where(path, frame.index[row], parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)")
+        raise DataError(
+            f"{_where(path, frame.index[row], parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)"
+        )
     values = _numeric(frame[y_col], path, y_col, parquet)
     empty = np.flatnonzero(np.isnan(values))
     if fill == "error" and len(empty):
@@ -102,23 +118,33 @@ def _numeric(values: pd.Series, path: str, column: str, parquet: bool) -> np.nda
     return numbers.to_numpy(dtype=np.float64)
 
 
-def wide_frame(frame: pd.DataFrame, path: str, date_col: str, columns: list[str] | None, parquet: bool, fill: str = "error") -> pd.DataFrame:
+def wide_frame(
+    frame: pd.DataFrame, path: str, date_col: str, columns: list[str] | None, parquet: bool, fill: str = "error"
+) -> pd.DataFrame:
     """Validated wide frame: strictly increasing DatetimeIndex, float columns; row i is the file's row i."""
     if date_col not in frame.columns:
-        raise DataError(f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set data.date_col=<name>")
+        raise DataError(
+            f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set data.date_col=<name>"
+        )
     frame = frame.reset_index(drop=True)
     dates = _parse_dates(frame[date_col], path, date_col, parquet)
     steps = np.diff(dates.asi8)
     if (steps == 0).any():
         row = int(np.flatnonzero(steps == 0)[0]) + 1
-        raise DataError(f"{_where(path, row, parquet)}: duplicate timestamp {dates[row]} (also on the previous row); keep one row per timestamp")
+        raise DataError(
+            f"{_where(path, row, parquet)}: duplicate timestamp {dates[row]} (also on the previous row); keep one row per timestamp"
+        )
     if (steps < 0).any():
         row = int(np.flatnonzero(steps < 0)[0]) + 1
-        raise DataError(f"{_where(path, row, parquet)}: timestamp {dates[row]} is earlier than the row before ({dates[row - 1]}); sort the file by {date_col!r}")
+        raise DataError(
+            f"{_where(path, row, parquet)}: timestamp {dates[row]} is earlier than the row before ({dates[row - 1]}); sort the file by {date_col!r}"
+        )
     names = columns or [c for c in frame.columns if c != date_col]
     unknown = [c for c in names if c not in frame.columns]
     if unknown:
-        raise DataError(f"{path}: no column {unknown[0]!r} (columns: {', '.join(map(str, frame.columns))}); fix data.columns")
+        raise DataError(
+            f"{path}: no column {unknown[0]!r} (columns: {', '.join(map(str, frame.columns))}); fix data.columns"
+        )
     if not names:
         raise DataError(f"{path}: no value columns besides {date_col!r}")
     values = {str(c): _numeric(frame[c], path, str(c), parquet) for c in names}
@@ -142,7 +168,9 @@ def infer_frequency(index: pd.DatetimeIndex, path: str) -> str:
         steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
         step = pd.Timedelta(int(steps[counts.argmax()]), unit="ns")
         if step >= pd.Timedelta(days=28):
-            raise DataError(f"{path}: cannot infer the frequency of irregular monthly-or-longer timestamps; set data.freq (e.g. MS, QS, YS)")
+            raise DataError(
+                f"{path}: cannot infer the frequency of irregular monthly-or-longer timestamps; set data.freq (e.g. MS, QS, YS)"
+            )
         freq = to_offset(step).freqstr
     return freq
 
@@ -157,17 +185,23 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=Non
     off_grid = frame.index.difference(grid)
     locate = (lambda stamp: where(int(frame.index.searchsorted(stamp)))) if where else (lambda stamp: path)
     if len(off_grid):
-        raise DataError(f"{locate(off_grid[0])}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq")
+        raise DataError(
+            f"{locate(off_grid[0])}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq"
+        )
     missing = grid.difference(frame.index)
     if fill == "error":
         if len(missing):
             before = " (just before this row)" if where else ""
-            raise DataError(f"{locate(missing[0])}: {len(missing)} timestamp(s) missing at frequency {freq!r}, the first {missing[0]}{before}; "
-                            "fill them with data.fill=interpolate|ffill|zero, or set data.freq")
+            raise DataError(
+                f"{locate(missing[0])}: {len(missing)} timestamp(s) missing at frequency {freq!r}, the first {missing[0]}{before}; "
+                "fill them with data.fill=interpolate|ffill|zero, or set data.freq"
+            )
         nan_rows, nan_cols = np.nonzero(frame.isna().to_numpy())
         if len(nan_rows):  # only long files get here: a series without a row at a timestamp others have
-            raise DataError(f"{path}: series {frame.columns[nan_cols[0]]!r} has no row at {frame.index[nan_rows[0]]}; "
-                            "add it, or fill missing values with data.fill=interpolate|ffill|zero")
+            raise DataError(
+                f"{path}: series {frame.columns[nan_cols[0]]!r} has no row at {frame.index[nan_rows[0]]}; "
+                "add it, or fill missing values with data.fill=interpolate|ffill|zero"
+            )
         return frame
     frame = frame.reindex(grid)
     empty = [c for c in frame.columns if frame[c].isna().all()]
@@ -180,9 +214,18 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=Non
     return frame.fillna(0.0)
 
 
-def load_series(path: str, date_col: str = "date", columns: list[str] | None = None, layout: str = "auto",
-                fill: str = "error", freq: str | None = None, id_col: str = "unique_id", ds_col: str = "ds", y_col: str = "y",
-                target: str | None = None) -> tuple[pd.DataFrame, str]:
+def load_series(
+    path: str,
+    date_col: str = "date",
+    columns: list[str] | None = None,
+    layout: str = "auto",
+    fill: str = "error",
+    freq: str | None = None,
+    id_col: str = "unique_id",
+    ds_col: str = "ds",
+    y_col: str = "y",
+    target: str | None = None,
+) -> tuple[pd.DataFrame, str]:
     """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias).
 
     `target` (a column, or a series of a long file) must exist; `columns` default to all.
@@ -198,12 +241,16 @@ def load_series(path: str, date_col: str = "date", columns: list[str] | None = N
     if is_long:
         missing = [c for c in (id_col, ds_col, y_col) if c not in raw.columns]
         if missing:
-            raise DataError(f"{path}: long layout needs columns {id_col!r}, {ds_col!r}, {y_col!r}; {missing[0]!r} is absent")
+            raise DataError(
+                f"{path}: long layout needs columns {id_col!r}, {ds_col!r}, {y_col!r}; {missing[0]!r} is absent"
+            )
         available = sorted(set(raw[id_col].astype(str)))
     else:
         available = [str(c) for c in raw.columns if c != date_col]
     if target is not None and target not in available:
-        raise DataError(f"{path}: no target column {target!r} (columns: {', '.join(available[:20])}); set data.target=<column>")
+        raise DataError(
+            f"{path}: no target column {target!r} (columns: {', '.join(available[:20])}); set data.target=<column>"
+        )
     if target is not None and columns is not None and target not in columns:
         raise DataError(f"{path}: data.target={target!r} is not among data.columns={list(columns)}; add it there")
     if is_long:

@@ -38,7 +38,9 @@ def halving_schedule(optimizer: torch.optim.Optimizer) -> LambdaLR:
     return LambdaLR(optimizer, lambda epoch: 0.5 ** max(0, epoch - 1))
 
 
-def structural_kwargs(model: str, user: dict, seq_len: int, label_len: int, horizon: int, n_in: int, c_out: int, freq: str, head_pool: str) -> dict:
+def structural_kwargs(
+    model: str, user: dict, seq_len: int, label_len: int, horizon: int, n_in: int, c_out: int, freq: str, head_pool: str
+) -> dict:
     """The model kwargs the data decides (they override the config's)."""
     kind = FORECASTERS.get(model_family(model), "sequence")
     if kind == "encoder_decoder":
@@ -48,7 +50,9 @@ def structural_kwargs(model: str, user: dict, seq_len: int, label_len: int, hori
     if kind == "autoregressive":
         order = user.get("ar_order", seq_len)
         if order > seq_len:
-            raise ZooError(f"AR-Net ar_order={order} is longer than the input window seq_len={seq_len}; raise seq_len or lower model.kwargs.ar_order")
+            raise ZooError(
+                f"AR-Net ar_order={order} is longer than the input window seq_len={seq_len}; raise seq_len or lower model.kwargs.ar_order"
+            )
         return dict(in_features=1, ar_order=order, n_forecasts=horizon)
     return dict(in_features=n_in, num_classes=horizon * c_out, global_pool=head_pool)
 
@@ -81,7 +85,10 @@ class ForecastTask(BaseTask):
         n_in = len(channels)
         c_out = n_in if features == "M" else 1
         user = dict(model_kwargs or {})
-        model_kwargs = {**user, **structural_kwargs(model, user, seq_len, label_len, horizon, n_in, c_out, freq, head_pool)}
+        model_kwargs = {
+            **user,
+            **structural_kwargs(model, user, seq_len, label_len, horizon, n_in, c_out, freq, head_pool),
+        }
         super().__init__(model=model, model_kwargs=model_kwargs, **kwargs)
         if loss not in LOSSES:
             raise ZooError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}")
@@ -122,7 +129,9 @@ class ForecastTask(BaseTask):
         pred = self.run_model(x, batch, loc, spread)
         return pred * spread[..., -self.c_out :] + loc[..., -self.c_out :]
 
-    def run_model(self, x: torch.Tensor, batch: dict[str, torch.Tensor], loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    def run_model(
+        self, x: torch.Tensor, batch: dict[str, torch.Tensor], loc: torch.Tensor, spread: torch.Tensor
+    ) -> torch.Tensor:
         hp = self.hparams
         if self.kind == "encoder_decoder":
             known = ((batch["y"][:, : hp.label_len] - self.mean) / self.std - loc) / spread

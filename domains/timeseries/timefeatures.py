@@ -63,9 +63,18 @@ FEATURES = {
 }
 
 _CODES = [
-    (offsets.YearEnd, "a"), (offsets.YearBegin, "a"), (offsets.QuarterEnd, "q"), (offsets.QuarterBegin, "q"),
-    (offsets.MonthEnd, "m"), (offsets.MonthBegin, "m"), (offsets.Week, "w"), (offsets.BusinessDay, "b"),
-    (offsets.Day, "d"), (offsets.Hour, "h"), (offsets.Minute, "t"), (offsets.Second, "s"),
+    (offsets.YearEnd, "a"),
+    (offsets.YearBegin, "a"),
+    (offsets.QuarterEnd, "q"),
+    (offsets.QuarterBegin, "q"),
+    (offsets.MonthEnd, "m"),
+    (offsets.MonthBegin, "m"),
+    (offsets.Week, "w"),
+    (offsets.BusinessDay, "b"),
+    (offsets.Day, "d"),
+    (offsets.Hour, "h"),
+    (offsets.Minute, "t"),
+    (offsets.Second, "s"),
 ]
 #: season length (steps) per code for seasonal naive and MASE; sub-daily codes use steps per day.
 _SEASONS = {"a": 1, "q": 4, "m": 12, "w": 52, "d": 7, "b": 5}
@@ -80,7 +89,9 @@ def frequency_code(freq: str) -> str:
     for kind, code in _CODES:
         if isinstance(offset, kind):
             return code
-    raise DataError(f"frequency {freq!r} is not supported; use seconds, minutes, hours, days, business days, weeks, months, quarters or years")
+    raise DataError(
+        f"frequency {freq!r} is not supported; use seconds, minutes, hours, days, business days, weeks, months, quarters or years"
+    )
 
 
 def season_length(freq: str) -> int:
@@ -99,4 +110,6 @@ def time_features(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
 
 def calendar_fields(index: pd.DatetimeIndex) -> np.ndarray:
     """`(len(index), 5)` integers: month, day, weekday, hour, minute // 15."""
-    return np.stack([index.month, index.day, index.day_of_week, index.hour, index.minute // 15], axis=1).astype(np.int64)
+    return np.stack([index.month, index.day, index.day_of_week, index.hour, index.minute // 15], axis=1).astype(
+        np.int64
+    )

@@ -57,7 +57,9 @@ class ExponentialModulation(nn.Module):
     def __init__(self, channels: int, shift: float, fast=0.3, slow=1.5, target=1e-2):
         super().__init__()
         self.shift = shift
-        self.register_buffer("deltas", torch.linspace(math.log(target) / slow, math.log(target) / fast, channels)[None, None])
+        self.register_buffer(
+            "deltas", torch.linspace(math.log(target) / slow, math.log(target) / fast, channels)[None, None]
+        )
 
 
 class HyenaFilter(nn.Module):

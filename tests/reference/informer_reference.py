@@ -69,7 +69,9 @@ def probsparse(q, k, v, factor: int, causal: bool, draw: Draw) -> torch.Tensor:
             rows = top[b, h]
             scores = products[b, h, rows] / math.sqrt(dim)  # the active queries' rows of the full scores
             if causal:  # query i sees keys 0..i
-                scores = scores.masked_fill(torch.arange(length_k, device=q.device)[None] > rows[:, None], float("-inf"))
+                scores = scores.masked_fill(
+                    torch.arange(length_k, device=q.device)[None] > rows[:, None], float("-inf")
+                )
             out[b, h, rows] = scores.softmax(-1) @ v[b, h]
     return out
 
@@ -77,7 +79,9 @@ def probsparse(q, k, v, factor: int, causal: bool, draw: Draw) -> torch.Tensor:
 def canonical(q, k, v, causal: bool) -> torch.Tensor:
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
-        scores = scores.masked_fill(torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        scores = scores.masked_fill(
+            torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).triu(1), float("-inf")
+        )
     return scores.softmax(-1) @ v
 
 
@@ -94,10 +98,20 @@ class AttentionLayer(nn.Module):
         def split(x):  # (B, L, d) -> (B, H, L, E)
             return x.view(batch, x.shape[1], self.n_heads, -1).permute(0, 2, 1, 3)
 
-        q, k, v = split(self.query_projection(queries)), split(self.key_projection(keys)), split(self.value_projection(values))
-        out = probsparse(q, k, v, self.factor, self.causal, draw) if self.kind == "prob" else canonical(q, k, v, self.causal)
+        q, k, v = (
+            split(self.query_projection(queries)),
+            split(self.key_projection(keys)),
+            split(self.value_projection(values)),
+        )
+        out = (
+            probsparse(q, k, v, self.factor, self.causal, draw)
+            if self.kind == "prob"
+            else canonical(q, k, v, self.causal)
+        )
         # official `mix`: the (B, H, L, E) block is read as (B, L, H*E) without moving heads back
-        merged = out.contiguous().view(batch, length, -1) if self.mix else out.permute(0, 2, 1, 3).reshape(batch, length, -1)
+        merged = (
+            out.contiguous().view(batch, length, -1) if self.mix else out.permute(0, 2, 1, 3).reshape(batch, length, -1)
+        )
         return self.out_projection(merged)
 
 
@@ -127,7 +141,11 @@ class TemporalEmbedding(nn.Module):
         self.embed_type, self.fields = embed, ["month", "day", "weekday", "hour"] + (["minute"] if freq == "t" else [])
         for name in self.fields:
             size = CALENDAR[name][0]
-            setattr(self, f"{name}_embed", FixedEmbedding(size, d_model) if embed == "fixed" else nn.Embedding(size, d_model))
+            setattr(
+                self,
+                f"{name}_embed",
+                FixedEmbedding(size, d_model) if embed == "fixed" else nn.Embedding(size, d_model),
+            )
 
     def forward(self, marks):
         return sum(getattr(self, f"{n}_embed")(marks[..., CALENDAR[n][1]].long()) for n in self.fields)
@@ -163,10 +181,18 @@ class DataEmbedding(nn.Module):
         super().__init__()
         self.value_embedding = TokenEmbedding(c_in, d_model)
         self.position_embedding = PositionalEmbedding(d_model, max_len)
-        self.temporal_embedding = TimeFeatureEmbedding(d_model, TIMEF_WIDTH[freq]) if embed == "timeF" else TemporalEmbedding(d_model, embed, freq)
+        self.temporal_embedding = (
+            TimeFeatureEmbedding(d_model, TIMEF_WIDTH[freq])
+            if embed == "timeF"
+            else TemporalEmbedding(d_model, embed, freq)
+        )
 
     def forward(self, x, marks):
-        return circular_conv(self.value_embedding.tokenConv, x) + self.position_embedding.pe[:, : x.shape[1]] + self.temporal_embedding(marks)
+        return (
+            circular_conv(self.value_embedding.tokenConv, x)
+            + self.position_embedding.pe[:, : x.shape[1]]
+            + self.temporal_embedding(marks)
+        )
 
 
 class EncoderLayer(nn.Module):
@@ -240,22 +266,48 @@ class Decoder(nn.Module):
 class Informer(nn.Module):
     """Official `Informer(enc_in, dec_in, c_out, ..., out_len)` with dropout 0 and GELU."""
 
-    def __init__(self, enc_in: int, c_out: int, out_len: int, factor: int = 5, d_model: int = 32, n_heads: int = 4,
-                 e_layers: int = 2, d_layers: int = 1, d_ff: int = 64, attn: str = "prob", embed: str = "timeF",
-                 freq: str = "h", distil: bool = True, mix: bool = True, max_len: int = 5000):
+    def __init__(
+        self,
+        enc_in: int,
+        c_out: int,
+        out_len: int,
+        factor: int = 5,
+        d_model: int = 32,
+        n_heads: int = 4,
+        e_layers: int = 2,
+        d_layers: int = 1,
+        d_ff: int = 64,
+        attn: str = "prob",
+        embed: str = "timeF",
+        freq: str = "h",
+        distil: bool = True,
+        mix: bool = True,
+        max_len: int = 5000,
+    ):
         super().__init__()
         self.pred_len = out_len
         self.enc_embedding = DataEmbedding(enc_in, d_model, embed, freq, max_len)
         self.dec_embedding = DataEmbedding(enc_in, d_model, embed, freq, max_len)
         self.encoder = Encoder(
-            [EncoderLayer(AttentionLayer(d_model, n_heads, attn, False, factor, mix=False), d_model, d_ff) for _ in range(e_layers)],
-            [ConvLayer(d_model) for _ in range(e_layers - 1)] if distil else None, d_model,
+            [
+                EncoderLayer(AttentionLayer(d_model, n_heads, attn, False, factor, mix=False), d_model, d_ff)
+                for _ in range(e_layers)
+            ],
+            [ConvLayer(d_model) for _ in range(e_layers - 1)] if distil else None,
+            d_model,
         )
-        self.decoder = Decoder([
-            DecoderLayer(AttentionLayer(d_model, n_heads, attn, True, factor, mix=mix),
-                         AttentionLayer(d_model, n_heads, "full", False, factor, mix=False), d_model, d_ff)
-            for _ in range(d_layers)
-        ], d_model)
+        self.decoder = Decoder(
+            [
+                DecoderLayer(
+                    AttentionLayer(d_model, n_heads, attn, True, factor, mix=mix),
+                    AttentionLayer(d_model, n_heads, "full", False, factor, mix=False),
+                    d_model,
+                    d_ff,
+                )
+                for _ in range(d_layers)
+            ],
+            d_model,
+        )
         self.projection = nn.Linear(d_model, c_out)
 
     def forward(self, x_enc, x_mark_enc, x_dec, x_mark_dec, draw: Draw = global_draw):

@@ -39,9 +39,20 @@ BACKBONE_PREFIXES = ("model.backbone.", "hyena.backbone.", "backbone.")
 LM_HEAD_KEYS = ("model.lm_head.weight", "lm_head.weight")
 
 # Official architecture switches this port does not implement: key -> the value it must have.
-_UNSUPPORTED_LAYER = {"_name_": "hyena", "order": 2, "num_heads": 1, "inner_factor": 1, "num_blocks": 1, "outer_mixing": False,
-                      "post_order_ffn": False, "activation": "id", "bias": True, "linear_mixer": False, "bidirectional": False,
-                      "filter_cls": "hyena-filter"}
+_UNSUPPORTED_LAYER = {
+    "_name_": "hyena",
+    "order": 2,
+    "num_heads": 1,
+    "inner_factor": 1,
+    "num_blocks": 1,
+    "outer_mixing": False,
+    "post_order_ffn": False,
+    "activation": "id",
+    "bias": True,
+    "linear_mixer": False,
+    "bidirectional": False,
+    "filter_cls": "hyena-filter",
+}
 _UNSUPPORTED_TOP = {"attn_layer_idx": None, "max_position_embeddings": 0, "identity_mlp": False}
 
 # (official key after the backbone prefix, our key, reshape); `.layer.` wrappers are removed first.
@@ -52,10 +63,22 @@ _RULES: list[tuple[str, str | None, typing.Callable | None]] = [
     (r"layers\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", r"blocks.\1.mlp.\2.\3", None),
     (r"layers\.(\d+)\.mixer\.(in_proj|out_proj|short_filter)\.(weight|bias)", r"blocks.\1.mixer.\2.\3", None),
     (r"layers\.(\d+)\.mixer\.filter_fn\.bias", r"blocks.\1.mixer.filter.bias", None),
-    (r"layers\.(\d+)\.mixer\.filter_fn\.pos_emb\.(z|t)", r"blocks.\1.mixer.filter.\2", lambda x: x.reshape(x.shape[-2], x.shape[-1])),
+    (
+        r"layers\.(\d+)\.mixer\.filter_fn\.pos_emb\.(z|t)",
+        r"blocks.\1.mixer.filter.\2",
+        lambda x: x.reshape(x.shape[-2], x.shape[-1]),
+    ),
     (r"layers\.(\d+)\.mixer\.filter_fn\.modulation\.deltas", r"blocks.\1.mixer.filter.deltas", lambda x: x.reshape(-1)),
-    (r"layers\.(\d+)\.mixer\.filter_fn\.implicit_filter\.(\d*[02468])\.(weight|bias)", None, None),  # Linear 2j -> mlp.j
-    (r"layers\.(\d+)\.mixer\.filter_fn\.implicit_filter\.(\d*[13579])\.freq", r"blocks.\1.mixer.filter.freq", lambda x: x.reshape(-1)),
+    (
+        r"layers\.(\d+)\.mixer\.filter_fn\.implicit_filter\.(\d*[02468])\.(weight|bias)",
+        None,
+        None,
+    ),  # Linear 2j -> mlp.j
+    (
+        r"layers\.(\d+)\.mixer\.filter_fn\.implicit_filter\.(\d*[13579])\.freq",
+        r"blocks.\1.mixer.filter.freq",
+        lambda x: x.reshape(-1),
+    ),
 ]
 
 
@@ -70,8 +93,14 @@ def looks_like_official_hyenadna(folder: Path) -> bool:
     config = _read_config(folder)
     if not isinstance(config, dict):
         return False
-    lightning = isinstance(config.get("layer"), dict) and config["layer"].get("_name_") == "hyena" and (folder / LIGHTNING_WEIGHTS).exists()
-    hf = config.get("model_type") == "hyenadna" and any((folder / n).exists() for n in (SAFETENSORS_WEIGHTS, BIN_WEIGHTS, LIGHTNING_WEIGHTS))
+    lightning = (
+        isinstance(config.get("layer"), dict)
+        and config["layer"].get("_name_") == "hyena"
+        and (folder / LIGHTNING_WEIGHTS).exists()
+    )
+    hf = config.get("model_type") == "hyenadna" and any(
+        (folder / n).exists() for n in (SAFETENSORS_WEIGHTS, BIN_WEIGHTS, LIGHTNING_WEIGHTS)
+    )
     return lightning or hf
 
 
@@ -89,34 +118,67 @@ def _zoo_kwargs(config: dict, where: str) -> dict:
         for table, source in ((_UNSUPPORTED_LAYER, layer), (_UNSUPPORTED_TOP, config)):
             for key, expected in table.items():
                 if key in source and source[key] != expected:
-                    raise ZooError(f"{where}: {key}={source[key]!r} is not supported by the zoo's HyenaDNA (only {expected!r}); "
-                                   "this checkpoint is not a plain HyenaDNA release")
+                    raise ZooError(
+                        f"{where}: {key}={source[key]!r} is not supported by the zoo's HyenaDNA (only {expected!r}); "
+                        "this checkpoint is not a plain HyenaDNA release"
+                    )
         d_model = config["d_model"]
-        kwargs = dict(d_model=d_model, n_layer=config["n_layer"], d_inner=config.get("d_inner") or 4 * d_model,
-                      max_seq_len=layer["l_max"], vocab_size=config["vocab_size"],
-                      pad_vocab_size_multiple=config.get("pad_vocab_size_multiple", 1), emb_dim=layer.get("emb_dim", 3),
-                      filter_order=layer.get("filter_order", 64), num_inner_mlps=layer.get("num_inner_mlps", 2),
-                      activation_freq=float(layer.get("w", 1)), train_freq=layer.get("train_freq", True),
-                      filter_shift=float(layer.get("shift", 0.05)), modulate=layer.get("modulate", True),
-                      normalized=layer.get("normalized", False), short_filter_order=layer.get("short_filter_order", 3),
-                      layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5), embed_dropout=config.get("embed_dropout", 0.1),
-                      resid_dropout=config.get("resid_dropout", 0.0), hyena_dropout=layer.get("dropout", 0.0))
-        for ours, theirs in (("fast_decay_pct", "fast_decay_pct"), ("slow_decay_pct", "slow_decay_pct"), ("decay_target", "target")):
+        kwargs = dict(
+            d_model=d_model,
+            n_layer=config["n_layer"],
+            d_inner=config.get("d_inner") or 4 * d_model,
+            max_seq_len=layer["l_max"],
+            vocab_size=config["vocab_size"],
+            pad_vocab_size_multiple=config.get("pad_vocab_size_multiple", 1),
+            emb_dim=layer.get("emb_dim", 3),
+            filter_order=layer.get("filter_order", 64),
+            num_inner_mlps=layer.get("num_inner_mlps", 2),
+            activation_freq=float(layer.get("w", 1)),
+            train_freq=layer.get("train_freq", True),
+            filter_shift=float(layer.get("shift", 0.05)),
+            modulate=layer.get("modulate", True),
+            normalized=layer.get("normalized", False),
+            short_filter_order=layer.get("short_filter_order", 3),
+            layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
+            embed_dropout=config.get("embed_dropout", 0.1),
+            resid_dropout=config.get("resid_dropout", 0.0),
+            hyena_dropout=layer.get("dropout", 0.0),
+        )
+        for ours, theirs in (
+            ("fast_decay_pct", "fast_decay_pct"),
+            ("slow_decay_pct", "slow_decay_pct"),
+            ("decay_target", "target"),
+        ):
             if theirs in layer:
                 kwargs[ours] = float(layer[theirs])
         return kwargs
     if config.get("model_type") != "hyenadna":
-        raise ZooError(f"{where}: neither a HyenaDNA Lightning config (no 'layer' dict) nor a '-hf' config (model_type != 'hyenadna')")
+        raise ZooError(
+            f"{where}: neither a HyenaDNA Lightning config (no 'layer' dict) nor a '-hf' config (model_type != 'hyenadna')"
+        )
     if config.get("hyena_order", 2) != 2:
-        raise ZooError(f"{where}: hyena_order={config['hyena_order']} is not supported (the official codes disagree on the filter layout beyond order 2)")
+        raise ZooError(
+            f"{where}: hyena_order={config['hyena_order']} is not supported (the official codes disagree on the filter layout beyond order 2)"
+        )
     d_model = config["d_model"]
-    return dict(d_model=d_model, n_layer=config["n_layer"], d_inner=config.get("d_inner") or 4 * d_model,
-                max_seq_len=config.get("max_seq_len", 1024), vocab_size=config.get("vocab_size", 12),
-                pad_vocab_size_multiple=config.get("pad_vocab_size_multiple", 8), emb_dim=config.get("emb_dim", 3),
-                filter_order=config.get("filter_order", 64), num_inner_mlps=config.get("num_inner_mlps", 2),
-                activation_freq=float(config.get("activation_freq", 1)), train_freq=config.get("train_freq", True),
-                short_filter_order=config.get("short_filter_order", 3), layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
-                embed_dropout=config.get("embed_dropout", 0.1), resid_dropout=0.0, hyena_dropout=config.get("hyena_dropout", 0.0))
+    return dict(
+        d_model=d_model,
+        n_layer=config["n_layer"],
+        d_inner=config.get("d_inner") or 4 * d_model,
+        max_seq_len=config.get("max_seq_len", 1024),
+        vocab_size=config.get("vocab_size", 12),
+        pad_vocab_size_multiple=config.get("pad_vocab_size_multiple", 8),
+        emb_dim=config.get("emb_dim", 3),
+        filter_order=config.get("filter_order", 64),
+        num_inner_mlps=config.get("num_inner_mlps", 2),
+        activation_freq=float(config.get("activation_freq", 1)),
+        train_freq=config.get("train_freq", True),
+        short_filter_order=config.get("short_filter_order", 3),
+        layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
+        embed_dropout=config.get("embed_dropout", 0.1),
+        resid_dropout=0.0,
+        hyena_dropout=config.get("hyena_dropout", 0.0),
+    )
 
 
 class _Opaque:
@@ -134,10 +196,24 @@ def _plain_dict(*args) -> dict:
 
 
 # Names the official weights.ckpt pickles besides tensors (as the hub's pickle scan lists them).
-_CKPT_GLOBALS = [(_Opaque, f"omegaconf.{name}") for name in
-                 ("dictconfig.DictConfig", "listconfig.ListConfig", "base.ContainerMetadata", "base.Metadata", "nodes.AnyNode")]
-_CKPT_GLOBALS += [(_plain_dict, "collections.defaultdict"), (typing.Any, "typing.Any"), (int, "builtins.int"),
-                  (dict, "builtins.dict"), (list, "builtins.list"), (collections.OrderedDict, "collections.OrderedDict")]
+_CKPT_GLOBALS = [
+    (_Opaque, f"omegaconf.{name}")
+    for name in (
+        "dictconfig.DictConfig",
+        "listconfig.ListConfig",
+        "base.ContainerMetadata",
+        "base.Metadata",
+        "nodes.AnyNode",
+    )
+]
+_CKPT_GLOBALS += [
+    (_plain_dict, "collections.defaultdict"),
+    (typing.Any, "typing.Any"),
+    (int, "builtins.int"),
+    (dict, "builtins.dict"),
+    (list, "builtins.list"),
+    (collections.OrderedDict, "collections.OrderedDict"),
+]
 
 
 def read_lightning_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -147,7 +223,9 @@ def read_lightning_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals(_CKPT_GLOBALS):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ZooError(f"cannot read {path}: {str(err).splitlines()[0]}; is it a complete official HyenaDNA weights.ckpt?") from None
+        raise ZooError(
+            f"cannot read {path}: {str(err).splitlines()[0]}; is it a complete official HyenaDNA weights.ckpt?"
+        ) from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ZooError(f"{path} holds no state_dict; expected an official HyenaDNA Lightning checkpoint")
@@ -164,7 +242,9 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
             raise ZooError(f"cannot read {folder / BIN_WEIGHTS}: {str(err).splitlines()[0]}") from None
     if (folder / LIGHTNING_WEIGHTS).exists():
         return read_lightning_checkpoint(folder / LIGHTNING_WEIGHTS)
-    raise ZooError(f"{folder} has no {SAFETENSORS_WEIGHTS}, {BIN_WEIGHTS} or {LIGHTNING_WEIGHTS}; download the full HyenaDNA repo")
+    raise ZooError(
+        f"{folder} has no {SAFETENSORS_WEIGHTS}, {BIN_WEIGHTS} or {LIGHTNING_WEIGHTS}; download the full HyenaDNA repo"
+    )
 
 
 def _map_key(key: str) -> tuple[str | None, typing.Callable | None]:
@@ -187,9 +267,19 @@ def _derived(key: str, kwargs: dict, where: str) -> torch.Tensor | None:
     if name in {"z", "t"}:
         return positional_features(kwargs["max_seq_len"], kwargs["emb_dim"])[0 if name == "z" else 1]
     if name == "deltas":
-        return decay_rates(kwargs["d_model"], kwargs.get("fast_decay_pct", 0.3), kwargs.get("slow_decay_pct", 1.5), kwargs.get("decay_target", 1e-2))
+        return decay_rates(
+            kwargs["d_model"],
+            kwargs.get("fast_decay_pct", 0.3),
+            kwargs.get("slow_decay_pct", 1.5),
+            kwargs.get("decay_target", 1e-2),
+        )
     if kwargs.get("train_freq", True):  # the -hf port tolerates missing copies and keeps the initial value
-        log.warning("%s: no Sin frequencies for %s; using the initial value %s as the -hf port does", where, key, kwargs["activation_freq"])
+        log.warning(
+            "%s: no Sin frequencies for %s; using the initial value %s as the -hf port does",
+            where,
+            key,
+            kwargs["activation_freq"],
+        )
     return torch.full((kwargs["filter_order"],), float(kwargs["activation_freq"]))
 
 
@@ -210,13 +300,15 @@ def convert_state(official: dict[str, torch.Tensor], kwargs: dict, where: str) -
         if prefix is None:
             (ignored if key.split(".", 1)[0] in {"encoder", "decoder", "task"} else unmapped).append(key)
             continue
-        ours, reshape = _map_key(key[len(prefix):])
+        ours, reshape = _map_key(key[len(prefix) :])
         if ours is None or ours not in expected:
             unmapped.append(key)
             continue
         value = reshape(value) if reshape else value
         if ours.endswith(".freq") and ours in state and not torch.equal(state[ours], value):
-            raise ZooError(f"{where}: the shared Sin frequencies differ between copies ({key}); the checkpoint is inconsistent")
+            raise ZooError(
+                f"{where}: the shared Sin frequencies differ between copies ({key}); the checkpoint is inconsistent"
+            )
         if value.shape != expected[ours].shape:
             mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(expected[ours].shape)}")
         state[ours] = value
@@ -228,16 +320,27 @@ def convert_state(official: dict[str, torch.Tensor], kwargs: dict, where: str) -
                 missing.append(key)
             else:
                 state[key] = derived
-    problems = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})"
-                for label, keys in (("unmapped", unmapped), ("missing (zoo names)", missing), ("wrong shape", mismatched)) if keys]
+    problems = [
+        f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})"
+        for label, keys in (("unmapped", unmapped), ("missing (zoo names)", missing), ("wrong shape", mismatched))
+        if keys
+    ]
     if problems:
-        raise ZooError(f"{where} does not match the HyenaDNA its config.json describes ({'; '.join(problems)}); "
-                       "check the config belongs to these weights (see docs/hyenadna_conversion.md)")
+        raise ZooError(
+            f"{where} does not match the HyenaDNA its config.json describes ({'; '.join(problems)}); "
+            "check the config belongs to these weights (see docs/hyenadna_conversion.md)"
+        )
     if ignored:
-        log.warning("%s: ignored %d keys outside the backbone (task wrapper): %s", where, len(ignored), ", ".join(ignored[:4]))
+        log.warning(
+            "%s: ignored %d keys outside the backbone (task wrapper): %s", where, len(ignored), ", ".join(ignored[:4])
+        )
     if lm_head is not None and not torch.equal(lm_head[1], state["stem.proj.weight"]):
-        log.warning("%s: %s differs from the input embedding; the zoo ties the LM head to the embedding "
-                    "(as HyenaDNA was trained), so lm_logits uses the embedding", where, lm_head[0])
+        log.warning(
+            "%s: %s differs from the input embedding; the zoo ties the LM head to the embedding "
+            "(as HyenaDNA was trained), so lm_logits uses the embedding",
+            where,
+            lm_head[0],
+        )
     return state
 
 
@@ -257,7 +360,9 @@ def convert_hyenadna(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     folder = Path(folder)
     config = _read_config(folder)
     if not isinstance(config, dict):
-        raise ZooError(f"{folder / 'config.json'} is missing or not JSON; the official HyenaDNA repos ship one next to the weights")
+        raise ZooError(
+            f"{folder / 'config.json'} is missing or not JSON; the official HyenaDNA repos ship one next to the weights"
+        )
     kwargs = zoo_kwargs(config, str(folder / "config.json"))
     state = convert_state(read_weights(folder), kwargs, str(folder))
     return state, {"name": _architecture_name(kwargs), "kwargs": kwargs}

@@ -52,7 +52,11 @@ class SelfAttention(nn.Module):
             # A fully padded query row would give NaN; let it see itself.
             attn_mask = attn_mask | torch.eye(length, dtype=torch.bool, device=x.device)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
             is_causal=self.causal and attn_mask is None,
         )
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))

@@ -48,7 +48,9 @@ def fftconv(
     are zeroed, so real outputs never see padding). See the module docstring.
     """
     if u.dim() != 3 or k.shape[-2] != u.shape[1] or k.dim() not in (2, 3):
-        raise ZooError(f"fftconv: expected u (B, D, L) and k (D, Lk) or (B, D, Lk), got {tuple(u.shape)} and {tuple(k.shape)}")
+        raise ZooError(
+            f"fftconv: expected u (B, D, L) and k (D, Lk) or (B, D, Lk), got {tuple(u.shape)} and {tuple(k.shape)}"
+        )
     length, taps = u.shape[-1], k.shape[-1]
     if causal:
         k = k[..., :length]
@@ -95,6 +97,8 @@ class FFTLongConv(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[1] > self.max_len:
-            raise ZooError(f"FFTLongConv: sequence length {x.shape[1]} exceeds max_len {self.max_len}; build the layer with a larger max_len")
+            raise ZooError(
+                f"FFTLongConv: sequence length {x.shape[1]} exceeds max_len {self.max_len}; build the layer with a larger max_len"
+            )
         y = fftconv(x.transpose(1, 2), self.kernel, self.skip, causal=self.causal, mask=mask)
         return y.transpose(1, 2)

@@ -18,12 +18,16 @@ POOL_MODES = ("", "mean", "max", "last", "first", "cls")
 class InputStem(nn.Module):
     """Token embedding (`vocab_size`) or linear projection (`in_features`) to width `dim`."""
 
-    def __init__(self, dim: int, vocab_size: int | None = None, in_features: int | None = None, padding_idx: int | None = None):
+    def __init__(
+        self, dim: int, vocab_size: int | None = None, in_features: int | None = None, padding_idx: int | None = None
+    ):
         super().__init__()
         if (vocab_size is None) == (in_features is None):
             raise ValueError("give exactly one of vocab_size (token inputs) or in_features (real-valued inputs)")
         self.vocab_size, self.in_features = vocab_size, in_features
-        self.proj = nn.Embedding(vocab_size, dim, padding_idx=padding_idx) if vocab_size else nn.Linear(in_features, dim)
+        self.proj = (
+            nn.Embedding(vocab_size, dim, padding_idx=padding_idx) if vocab_size else nn.Linear(in_features, dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.vocab_size and x.is_floating_point():

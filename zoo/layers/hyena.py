@@ -38,7 +38,9 @@ def positional_features(seq_len: int, emb_dim: int) -> tuple[torch.Tensor, torch
     return torch.cat([t, torch.cos(f * w), -torch.sin(f * w)], dim=-1), t
 
 
-def decay_rates(channels: int, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2) -> torch.Tensor:
+def decay_rates(
+    channels: int, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2
+) -> torch.Tensor:
     """Per-channel rates of the exponential window: the window reaches `target` after
     `slow_decay_pct` (first channel) down to `fast_decay_pct` (last) of the normalised length."""
     return torch.linspace(math.log(target) / slow_decay_pct, math.log(target) / fast_decay_pct, channels)

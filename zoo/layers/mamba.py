@@ -63,7 +63,9 @@ def has_mamba_kernels() -> bool:
     return selective_scan_fn is not None and causal_conv1d_fn is not None
 
 
-def _discretize(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _discretize(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """exp(delta A) and delta B u, both (B, T, D, N)."""
     decay = torch.exp(delta.unsqueeze(-1) * A)
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
@@ -166,10 +168,16 @@ def selective_scan(
     dtype = u.dtype
     if use_kernel and selective_scan_fn is not None and u.is_cuda and reset is None and h0 is None:
         out = selective_scan_fn(
-            u.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.float(),
-            B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
-            None if D is None else D.float(), None if z is None else z.transpose(1, 2).contiguous(),
-            None if delta_bias is None else delta_bias.float(), delta_softplus, return_last_state,
+            u.transpose(1, 2).contiguous(),
+            delta.transpose(1, 2).contiguous(),
+            A.float(),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            None if D is None else D.float(),
+            None if z is None else z.transpose(1, 2).contiguous(),
+            None if delta_bias is None else delta_bias.float(),
+            delta_softplus,
+            return_last_state,
         )
         y, last = out if return_last_state else (out, None)
         y = y.transpose(1, 2)
@@ -195,14 +203,20 @@ def selective_scan(
 
 
 def causal_depthwise_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, reset: torch.Tensor | None = None, use_kernel: bool = True
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    reset: torch.Tensor | None = None,
+    use_kernel: bool = True,
 ) -> torch.Tensor:
     """Causal depthwise conv of x (B, L, D) with weight (D, 1, K); with `reset`, taps never cross a segment start."""
     width = weight.shape[-1]
     if reset is None:
         if use_kernel and causal_conv1d_fn is not None and x.is_cuda:
             return causal_conv1d_fn(x.transpose(1, 2).contiguous(), weight[:, 0], bias).transpose(1, 2)
-        return F.conv1d(x.transpose(1, 2), weight, bias, padding=width - 1, groups=x.shape[-1])[..., : x.shape[1]].transpose(1, 2)
+        return F.conv1d(x.transpose(1, 2), weight, bias, padding=width - 1, groups=x.shape[-1])[
+            ..., : x.shape[1]
+        ].transpose(1, 2)
     segment = reset.long().cumsum(1)
     windows = F.pad(x, (0, 0, width - 1, 0)).unfold(1, width, 1)  # (B, L, D, K), last tap = x_t
     same = F.pad(segment, (width - 1, 0), value=-1).unfold(1, width, 1) == segment.unsqueeze(-1)
@@ -239,7 +253,9 @@ class Mamba(nn.Module):
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.use_fast_path, self.use_kernels, self.layer_idx = use_fast_path, use_kernels, layer_idx
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias
+        )
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
@@ -258,19 +274,40 @@ class Mamba(nn.Module):
             nn.init.uniform_(self.dt_proj.weight, -std, std)
         else:
             raise ValueError(f"dt_init={dt_init!r}; choose 'random' or 'constant'")
-        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
+            min=dt_floor
+        )
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.dt_proj.bias._no_reinit = True
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """hidden (B, L, d_model) -> (B, L, d_model); mask/reset (B, L) bool as in the module docstring."""
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
-        if self.use_fast_path and self.use_kernels and has_mamba_kernels() and hidden.is_cuda and mask is None and reset is None:
+        if (
+            self.use_fast_path
+            and self.use_kernels
+            and has_mamba_kernels()
+            and hidden.is_cuda
+            and mask is None
+            and reset is None
+        ):
             return mamba_inner_fn(
-                self.in_proj(hidden).transpose(1, 2), self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
-                self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias, A, None, None, self.D.float(),
-                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                self.in_proj(hidden).transpose(1, 2),
+                self.conv1d.weight,
+                self.conv1d.bias,
+                self.x_proj.weight,
+                self.dt_proj.weight,
+                self.out_proj.weight,
+                self.out_proj.bias,
+                A,
+                None,
+                None,
+                self.D.float(),
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
             )
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         if mask is not None:
@@ -284,14 +321,18 @@ class Mamba(nn.Module):
         y = selective_scan(x, delta, A, B, C, self.D, z, reset=reset, use_kernel=self.use_kernels)
         return self.out_proj(y)
 
-    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> MambaState:
+    def init_state(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> MambaState:
         """Zero states; the SSM state is kept in fp32 (fp64 if asked), as the scan computes."""
         device, dtype = device or self.out_proj.weight.device, dtype or self.conv1d.weight.dtype
         conv_state = torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype)
         ssm_dtype = torch.promote_types(dtype, torch.float32)
         return conv_state, torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=ssm_dtype)
 
-    def step(self, x_t: torch.Tensor, state: MambaState, reset_t: torch.Tensor | None = None) -> tuple[torch.Tensor, MambaState]:
+    def step(
+        self, x_t: torch.Tensor, state: MambaState, reset_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, MambaState]:
         """One token x_t (B, d_model) -> (B, d_model), as mamba_simple's decoding path; reset_t (B,) restarts first."""
         conv_state, ssm_state = state
         if reset_t is not None:

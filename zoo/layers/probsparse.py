@@ -71,10 +71,13 @@ class ProbSparseAttention(nn.Module):
         index = self.sample_keys(length_q, length_k, active_count(self.factor, length_k), q.device)
         per_query = q.shape[0] * q.shape[1] * index.shape[1] * q.shape[3]
         block = max(1, SAMPLE_BLOCK_ELEMENTS // per_query)
-        measure = torch.cat([
-            self.sampled_measure(q[:, :, start : start + block], k, index[start : start + block], length_k)
-            for start in range(0, length_q, block)
-        ], dim=-1)
+        measure = torch.cat(
+            [
+                self.sampled_measure(q[:, :, start : start + block], k, index[start : start + block], length_k)
+                for start in range(0, length_q, block)
+            ],
+            dim=-1,
+        )
         return measure.topk(active_count(self.factor, length_q), dim=-1, sorted=False).indices
 
     @staticmethod
@@ -124,6 +127,8 @@ class AttentionLayer(nn.Module):
         def heads(x: torch.Tensor, length: int) -> torch.Tensor:
             return x.view(batch, length, self.n_heads, -1).transpose(1, 2)
 
-        out = self.inner(heads(self.query(queries), length_q), heads(self.key(keys), length_k), heads(self.value(values), length_k))
+        out = self.inner(
+            heads(self.query(queries), length_q), heads(self.key(keys), length_k), heads(self.value(values), length_k)
+        )
         out = out.reshape(batch, length_q, -1) if self.mix else out.transpose(1, 2).reshape(batch, length_q, -1)
         return self.out(out)

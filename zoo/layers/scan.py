@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -159,7 +159,7 @@ def _chunked_block(a, b, out, chunk: int, reverse: bool, h_in: torch.Tensor | No
     start = torch.zeros_like(carry[:, :1]) if h_in is None else h_in.unsqueeze(1)
     incoming = torch.cat((carry[:, 1:], start) if reverse else (start, carry[:, :-1]), 1)
     # Pass 2: every chunk again, from its true incoming state, straight into `out`.
-    blocks = lambda x: x.reshape(x.shape[0], num_chunks, chunk, *x.shape[2:])  # noqa: E731
+    blocks = lambda x: x.reshape(x.shape[0], num_chunks, chunk, *x.shape[2:])
     _steps(blocks(a), blocks(b), out.view(out.shape[0], num_chunks, chunk, *out.shape[2:]), incoming, reverse, dim=2)
 
 
@@ -200,7 +200,9 @@ def _triton_or_parallel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False)
             return scan_triton.triton_kernel(a, b, reverse)
         except Exception as err:  # a Triton/driver combination that can't build it: stay correct, warn once
             _triton_failed = True
-            warnings.warn(f"linear_scan: the Triton kernel failed ({type(err).__name__}: {err}); using method='parallel'")
+            warnings.warn(
+                f"linear_scan: the Triton kernel failed ({type(err).__name__}: {err}); using method='parallel'"
+            )
     return _parallel_kernel(a, b, reverse)
 
 
@@ -240,7 +242,9 @@ def _prepare(a, b, reset, h0):
     if a.dim() < b.dim():
         a = a.reshape((1,) * (b.dim() - a.dim()) + tuple(a.shape))
     if a.dim() != b.dim() or any(sa not in (1, sb) for sa, sb in zip(a.shape, b.shape)):
-        raise ZooError(f"linear_scan: a {tuple(a.shape)} does not broadcast to b {tuple(b.shape)}; give a as (B|1, L|1, *state)")
+        raise ZooError(
+            f"linear_scan: a {tuple(a.shape)} does not broadcast to b {tuple(b.shape)}; give a as (B|1, L|1, *state)"
+        )
     if b.dtype in (torch.float16, torch.bfloat16):
         b = b.float()
     elif b.dtype == torch.complex32:
@@ -369,7 +373,9 @@ def _real_pair_step(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.
 _compiled_step: Callable | None = None
 
 
-def _real_pair_kernel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False, compile: bool = False, block: int = 32) -> torch.Tensor:
+def _real_pair_kernel(
+    a: torch.Tensor, b: torch.Tensor, reverse: bool = False, compile: bool = False, block: int = 32
+) -> torch.Tensor:
     if reverse:
         return _reversed(lambda a, b, _: _real_pair_kernel(a, b, False, compile, block))(a, b)
     global _compiled_step
@@ -405,5 +411,5 @@ def complex_scan_as_real(a, b, reset=None, h0=None, compile: bool = False) -> to
     if not (a.is_complex() and b.is_complex()):
         raise ZooError("complex_scan_as_real: a and b must both be complex; use linear_scan for real scans")
     a, b, h0 = _prepare(a, b, reset, h0)
-    kernel = lambda a_, b_, reverse: _real_pair_kernel(a_, b_, reverse, compile)  # noqa: E731
+    kernel = lambda a_, b_, reverse: _real_pair_kernel(a_, b_, reverse, compile)
     return _AdjointScan.apply(a, _fold_initial_state(a, b, h0), kernel)

@@ -66,17 +66,23 @@ def _flat_real(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     return x, x.stride()
 
 
-def triton_kernel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False, blocks: tuple[int, int] | None = None) -> torch.Tensor:
+def triton_kernel(
+    a: torch.Tensor, b: torch.Tensor, reverse: bool = False, blocks: tuple[int, int] | None = None
+) -> torch.Tensor:
     """`linear_scan`'s kernel contract (see the module docstring) on CUDA, or on CPU under TRITON_INTERPRET=1.
 
     blocks: (steps per tile, channels per program), powers of two; default `(BLOCK_L, BLOCK_N)`,
     or `INTERPRETER_BLOCKS` in the interpreter.
     """
     if not available():
-        raise ZooError("scan method 'triton' needs the triton package (it comes with PyTorch's CUDA builds); use method='parallel'")
+        raise ZooError(
+            "scan method 'triton' needs the triton package (it comes with PyTorch's CUDA builds); use method='parallel'"
+        )
     if b.device.type != "cuda" and not interpreting():
-        raise ZooError(f"scan method 'triton' runs on CUDA tensors, got {b.device}; use method='auto' "
-                       "(or set TRITON_INTERPRET=1 to run the kernel in Triton's CPU interpreter, for testing)")
+        raise ZooError(
+            f"scan method 'triton' runs on CUDA tensors, got {b.device}; use method='auto' "
+            "(or set TRITON_INTERPRET=1 to run the kernel in Triton's CPU interpreter, for testing)"
+        )
     shape = torch.broadcast_shapes(a.shape, b.shape)
     if b.is_complex() and not a.is_complex():
         a = a.to(b.dtype)  # a real decay on a complex state: scan it as complex with zero imaginary part
@@ -88,6 +94,18 @@ def triton_kernel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False, block
         return out
     tile_l, tile_n = blocks or (INTERPRETER_BLOCKS if interpreting() else (BLOCK_L, BLOCK_N))
     grid = (batch, -(-width // tile_n))
-    _kernel()[grid](a_r, b_r, o_r, length, width, *a_s, *b_s, *o_s,
-                    COMPLEX=b.is_complex(), REVERSE=reverse, TILE_L=tile_l, TILE_N=tile_n)
+    _kernel()[grid](
+        a_r,
+        b_r,
+        o_r,
+        length,
+        width,
+        *a_s,
+        *b_s,
+        *o_s,
+        COMPLEX=b.is_complex(),
+        REVERSE=reverse,
+        TILE_L=tile_l,
+        TILE_N=tile_n,
+    )
     return out

@@ -67,7 +67,9 @@ def diagonalize_hippo_normal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.complex(diag.mean().expand(n), imag), V
 
 
-def block_diagonal_init(state_dim: int, blocks: int = 1, conj_sym: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def block_diagonal_init(
+    state_dim: int, blocks: int = 1, conj_sym: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """S5's initial Lambda (P,), V (state_dim, P) and V^-1 (P, state_dim), complex128.
 
     Each of the `blocks` diagonal blocks holds HiPPO-N of size state_dim/blocks. With
@@ -78,7 +80,9 @@ def block_diagonal_init(state_dim: int, blocks: int = 1, conj_sym: bool = True) 
         raise ZooError(f"S5: state_dim={state_dim} is not divisible by blocks={blocks}; change one of them")
     size = state_dim // blocks
     if conj_sym and size % 2:
-        raise ZooError(f"S5: conj_sym needs an even block size, got state_dim/blocks = {size}; change state_dim or blocks")
+        raise ZooError(
+            f"S5: conj_sym needs an even block size, got state_dim/blocks = {size}; change state_dim or blocks"
+        )
     Lambda, V = diagonalize_hippo_normal(size)
     keep = size // 2 if conj_sym else size
     Lambda, V = Lambda[:keep], V[:, :keep]
@@ -256,7 +260,9 @@ class S5(nn.Module):
             both_h0 = None if state is None else torch.cat([state, torch.zeros_like(state)])
             both = linear_scan(a, torch.cat([drive, drive.flip(1)]), reset=both_reset, h0=both_h0, method=method)
             h, h_back = both[:batch], both[batch:].flip(1)
-            y = self._readout(h, self._output_weight(self.C.to(real))) + self._readout(h_back, self._output_weight(self.C_reverse.to(real)))
+            y = self._readout(h, self._output_weight(self.C.to(real))) + self._readout(
+                h_back, self._output_weight(self.C_reverse.to(real))
+            )
         y = (y + self.D * x.to(y.dtype)).to(x.dtype)
         return (y, h[:, -1]) if return_state else y
 
@@ -264,10 +270,14 @@ class S5(nn.Module):
         dtype = torch.complex128 if self.compute_dtype == torch.float64 else torch.complex64
         return torch.zeros(batch, self.state_size, dtype=dtype, device=device or self.D.device)
 
-    def step(self, x_t: torch.Tensor, state: torch.Tensor, reset_t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x_t: torch.Tensor, state: torch.Tensor, reset_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of the recurrence: x_t (B, H), state (B, P) complex, reset_t (B,) bool."""
         if self.bidirectional:
-            raise ZooError("S5: a bidirectional layer sees the future and has no step(); build it with bidirectional=False")
+            raise ZooError(
+                "S5: a bidirectional layer sees the future and has no step(); build it with bidirectional=False"
+            )
         Lambda_bar, w_in, w_out = self._step_weights()
         if reset_t is not None:
             state = state * (~reset_t).unsqueeze(-1)
@@ -292,7 +302,7 @@ class SequenceBatchNorm(nn.BatchNorm1d):
 
 
 def make_norm(kind: str, dim: int) -> nn.Module:
-    """"layer" (LayerNorm), "batch" (`SequenceBatchNorm`) or "none"."""
+    """ "layer" (LayerNorm), "batch" (`SequenceBatchNorm`) or "none"."""
     if kind not in NORMS:
         raise ZooError(f"S5: unknown norm={kind!r}; set it to one of {NORMS}")
     return {"layer": lambda: nn.LayerNorm(dim), "batch": lambda: SequenceBatchNorm(dim), "none": nn.Identity}[kind]()
@@ -387,7 +397,9 @@ class S5Block(nn.Module):
     def init_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         return self.ssm.init_state(batch, device)
 
-    def step(self, x_t: torch.Tensor, state: torch.Tensor, reset_t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x_t: torch.Tensor, state: torch.Tensor, reset_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = apply_norm(self.norm, x_t) if self.prenorm else x_t
         y, state = self.ssm.step(h, state, reset_t)
         x_t = x_t + self._mix(y)

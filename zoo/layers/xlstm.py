@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "relu^2": lambda x: F.relu(x).square(), "sigmoid": torch.sigmoid,
-                "swish": F.silu, "selu": F.selu}
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "relu^2": lambda x: F.relu(x).square(),
+    "sigmoid": torch.sigmoid,
+    "swish": F.silu,
+    "selu": F.selu,
+}
 
 
 def small_init_(weight: torch.Tensor, dim: int) -> torch.Tensor:
@@ -36,8 +42,10 @@ def proj_up_dim(dim: int, factor: float, multiple_of: int = 64, round_up: bool =
     steps = factor * dim / multiple_of
     up = int((math.ceil(steps) if round_up else math.floor(steps)) * multiple_of)
     if up <= 0:
-        raise ValueError(f"up-projection of width {dim} x {factor} rounds down to 0 (multiple of {multiple_of}); "
-                         "round up or use a smaller multiple")
+        raise ValueError(
+            f"up-projection of width {dim} x {factor} rounds down to 0 (multiple of {multiple_of}); "
+            "round up or use a smaller multiple"
+        )
     return up
 
 
@@ -109,13 +117,20 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tens
     return torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1).flatten(-2).to(x.dtype)
 
 
-
-
 class GatedFeedForward(nn.Module):
     """GLU-style feed-forward of the sLSTM block: proj_down(act(gate) * up)."""
 
-    def __init__(self, dim: int, proj_factor: float = 1.3, act: str = "gelu", bias: bool = False, dropout: float = 0.0,
-                 num_blocks: int = 1, round_proj_up_to_multiple_of: int = 64, round_proj_up_dim_up: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        proj_factor: float = 1.3,
+        act: str = "gelu",
+        bias: bool = False,
+        dropout: float = 0.0,
+        num_blocks: int = 1,
+        round_proj_up_to_multiple_of: int = 64,
+        round_proj_up_dim_up: bool = True,
+    ):
         super().__init__()
         if act not in _ACTIVATIONS:
             raise ValueError(f"GatedFeedForward: act={act!r}; choose one of {sorted(_ACTIVATIONS)}")
@@ -145,8 +160,9 @@ class xLSTMBlock(nn.Module):
         self.ffn_norm = ResidualLayerNorm(dim) if ffn is not None else None
         self.ffn = ffn
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.xlstm(self.xlstm_norm(x), mask=mask, positions=positions)
         return x if self.ffn is None else x + self.ffn(self.ffn_norm(x))
 

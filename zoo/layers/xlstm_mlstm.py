@@ -98,8 +98,14 @@ def mlstm_chunkwise(
         # equal-size chunks are batched; a shorter tail runs as one extra chunk (no padding)
         for start, stop, size in ((0, full, chunk_size), (full, length, length - full)):
             if stop > start:
-                h, state = _chunks(*(t[..., start:stop, :] for t in (q, k, v)),
-                                   igate[..., start:stop], logf[..., start:stop], state, size, eps)
+                h, state = _chunks(
+                    *(t[..., start:stop, :] for t in (q, k, v)),
+                    igate[..., start:stop],
+                    logf[..., start:stop],
+                    state,
+                    size,
+                    eps,
+                )
                 outputs.append(h)
     return torch.cat(outputs, dim=-2).to(out_dtype), state
 
@@ -191,20 +197,36 @@ class mLSTMLayer(nn.Module):
     vector before the gates (Prot-xLSTM).
     """
 
-    def __init__(self, dim: int, num_heads: int = 4, proj_factor: float = 2.0, qkv_proj_blocksize: int = 4,
-                 conv1d_kernel_size: int = 4, bias: bool = False, dropout: float = 0.0, chunk_size: int = 64,
-                 num_blocks: int = 1, round_proj_up_to_multiple_of: int = 64, round_proj_up_dim_up: bool = True,
-                 rope_theta: float | None = None, rope_mode: str = "head"):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        proj_factor: float = 2.0,
+        qkv_proj_blocksize: int = 4,
+        conv1d_kernel_size: int = 4,
+        bias: bool = False,
+        dropout: float = 0.0,
+        chunk_size: int = 64,
+        num_blocks: int = 1,
+        round_proj_up_to_multiple_of: int = 64,
+        round_proj_up_dim_up: bool = True,
+        rope_theta: float | None = None,
+        rope_mode: str = "head",
+    ):
         super().__init__()
         inner = proj_up_dim(dim, proj_factor, round_proj_up_to_multiple_of, round_proj_up_dim_up)
         if inner % num_heads or inner % qkv_proj_blocksize:
-            raise ValueError(f"mLSTMLayer: inner dim {inner} must be a multiple of num_heads={num_heads} "
-                             f"and qkv_proj_blocksize={qkv_proj_blocksize}")
+            raise ValueError(
+                f"mLSTMLayer: inner dim {inner} must be a multiple of num_heads={num_heads} "
+                f"and qkv_proj_blocksize={qkv_proj_blocksize}"
+            )
         if rope_mode not in ("head", "inner"):
             raise ValueError(f"mLSTMLayer: rope_mode={rope_mode!r}; choose 'head' or 'inner'")
         self.inner_dim, self.rope_theta, self.rope_mode = inner, rope_theta, rope_mode
         self.proj_up = nn.Linear(dim, 2 * inner, bias=bias)
-        self.q_proj, self.k_proj, self.v_proj = (HeadwiseLinear(inner, inner // qkv_proj_blocksize, bias) for _ in range(3))
+        self.q_proj, self.k_proj, self.v_proj = (
+            HeadwiseLinear(inner, inner // qkv_proj_blocksize, bias) for _ in range(3)
+        )
         self.conv1d = CausalConv1d(inner, conv1d_kernel_size)
         self.mlstm_cell = mLSTMCell(inner, num_heads, chunk_size)
         self.learnable_skip = nn.Parameter(torch.ones(inner))
@@ -227,8 +249,9 @@ class mLSTMLayer(nn.Module):
             q, k = (rotary(t.unflatten(-1, (heads, -1)), positions, self.rope_theta).flatten(-2) for t in (q, k))
         return q, k, igate, logf
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x_mlstm, z = self.proj_up(x).chunk(2, dim=-1)
         if mask is not None:
             x_mlstm = x_mlstm * mask[..., None]
@@ -257,8 +280,9 @@ class mLSTMLayer(nn.Module):
         conv, window = self.conv1d.step(x_mlstm, window)
         conv = F.silu(conv)
         v = self.v_proj(x_mlstm)
-        q, k, igate, logf = self._qk_gates(self.q_proj(conv)[:, None], self.k_proj(conv)[:, None], v[:, None],
-                                           position[None])
+        q, k, igate, logf = self._qk_gates(
+            self.q_proj(conv)[:, None], self.k_proj(conv)[:, None], v[:, None], position[None]
+        )
         h, (c, n, m) = self.mlstm_cell.step(q[:, 0], k[:, 0], v, igate[:, 0], logf[:, 0], (c, n, m))
         y = self.dropout(self.proj_down((h + self.learnable_skip * conv) * F.silu(z)))
         return y, (window, c, n, m, position + 1)

@@ -44,7 +44,14 @@ def sparsity_regularizer(weights: torch.Tensor, c1: float = 2.0, c2: float = 2.0
     return (2.0 / (1.0 + torch.exp(-c1 * root)) - 1.0).mean()
 
 
-def sparsity_lambda(progress: float, sparsity: float | None, noise_std: float = 1.0, strength: float = 0.01, start: float = 0.0, full: float = 0.5) -> float:
+def sparsity_lambda(
+    progress: float,
+    sparsity: float | None,
+    noise_std: float = 1.0,
+    strength: float = 0.01,
+    start: float = 0.0,
+    full: float = 0.5,
+) -> float:
     """lambda at `progress` in [0, 1] of training: 0 before `start`, quadratic ramp, lambda_max after `full`.
 
     lambda_max = strength * noise_std * (1/sparsity - 1); `sparsity=None` or 1 disables it.

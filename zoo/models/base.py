@@ -40,7 +40,9 @@ class SequenceBackbone(nn.Module):
     def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward_head(self, features: torch.Tensor, mask: torch.Tensor | None = None, pre_logits: bool = False) -> torch.Tensor:
+    def forward_head(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None, pre_logits: bool = False
+    ) -> torch.Tensor:
         features = pool_sequence(features, mask, self.global_pool)
         features = self.head_drop(features)
         return features if pre_logits else self.head(features)
@@ -59,7 +61,9 @@ class SequenceBackbone(nn.Module):
             self.global_pool = global_pool
         self.num_classes = num_classes
         ref = next(self.parameters())
-        self.head = nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype) if num_classes > 0 else nn.Identity()
+        self.head = (
+            nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype) if num_classes > 0 else nn.Identity()
+        )
         if getattr(self, "zoo_config", None):
             self.zoo_config["kwargs"].update(num_classes=num_classes, global_pool=self.global_pool)
 
@@ -107,7 +111,11 @@ def language_model_kwargs(name: str, model_kwargs: dict[str, Any], vocab_size: i
     with torch.device("meta"):  # the architecture only, no weights allocated
         probe = create_model(name, **{**model_kwargs, "num_classes": 0, "global_pool": ""})
     own_head = callable(getattr(probe, "lm_logits", None))
-    return {**model_kwargs, "num_classes": 0 if own_head else model_kwargs.get("vocab_size", vocab_size), "global_pool": ""}
+    return {
+        **model_kwargs,
+        "num_classes": 0 if own_head else model_kwargs.get("vocab_size", vocab_size),
+        "global_pool": "",
+    }
 
 
 def token_logits(backbone: nn.Module, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

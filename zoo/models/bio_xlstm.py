@@ -85,16 +85,21 @@ class BioXLSTM(SequenceBackbone):
             vocab_size = 16
         slstm_at = list(range(depth)) if slstm_at == "all" else sorted(slstm_at)
         if any(not 0 <= i < depth for i in slstm_at):
-            raise ZooError(f"bio_xlstm: slstm_at={slstm_at} has block indices outside 0..{depth - 1}; "
-                           f"list positions of the depth={depth} blocks.")
+            raise ZooError(
+                f"bio_xlstm: slstm_at={slstm_at} has block indices outside 0..{depth - 1}; "
+                f"list positions of the depth={depth} blocks."
+            )
         self.rc_equivariant, self.bidirectional, self.tie_weights = rc_equivariant, bidirectional, tie_weights
         self.recurrent = self.causal = not (rc_equivariant or bidirectional)
         if rc_equivariant:
             self.register_buffer("complement", _complement_ids(complement_map, vocab_size), persistent=False)
-            self.register_buffer("rc_fixed", torch.tensor(sorted(rc_fixed_ids or []), dtype=torch.long), persistent=False)
+            self.register_buffer(
+                "rc_fixed", torch.tensor(sorted(rc_fixed_ids or []), dtype=torch.long), persistent=False
+            )
         if tie_weights and vocab_size is None:
-            raise ZooError("bio_xlstm: tie_weights=True needs token inputs (vocab_size); "
-                           "drop tie_weights for in_features models.")
+            raise ZooError(
+                "bio_xlstm: tie_weights=True needs token inputs (vocab_size); drop tie_weights for in_features models."
+            )
 
         self.stem = InputStem(dim, vocab_size=vocab_size, in_features=in_features)
         if vocab_size:
@@ -103,13 +108,31 @@ class BioXLSTM(SequenceBackbone):
         for idx in range(depth):
             if idx in slstm_at:
                 layer = sLSTMLayer(dim, s_num_heads, s_conv1d_kernel_size, dropout, s_bias_init, idx, depth)
-                ffn = GatedFeedForward(dim, s_proj_factor, s_act, dropout=dropout, num_blocks=depth,
-                                       round_proj_up_to_multiple_of=s_round_proj_up_to_multiple_of,
-                                       round_proj_up_dim_up=s_round_proj_up_dim_up)
+                ffn = GatedFeedForward(
+                    dim,
+                    s_proj_factor,
+                    s_act,
+                    dropout=dropout,
+                    num_blocks=depth,
+                    round_proj_up_to_multiple_of=s_round_proj_up_to_multiple_of,
+                    round_proj_up_dim_up=s_round_proj_up_dim_up,
+                )
             else:
-                layer = mLSTMLayer(dim, m_num_heads, m_proj_factor, m_qkv_proj_blocksize, m_conv1d_kernel_size, m_bias,
-                                   dropout, m_chunk_size, depth, m_round_proj_up_to_multiple_of, m_round_proj_up_dim_up,
-                                   m_rope_theta, m_rope_mode)
+                layer = mLSTMLayer(
+                    dim,
+                    m_num_heads,
+                    m_proj_factor,
+                    m_qkv_proj_blocksize,
+                    m_conv1d_kernel_size,
+                    m_bias,
+                    dropout,
+                    m_chunk_size,
+                    depth,
+                    m_round_proj_up_to_multiple_of,
+                    m_round_proj_up_dim_up,
+                    m_rope_theta,
+                    m_rope_mode,
+                )
                 ffn = None
             self.blocks.append(xLSTMBlock(dim, layer, ffn))
         self.post_blocks_norm = ResidualLayerNorm(dim) if add_post_blocks_norm else nn.Identity()
@@ -120,8 +143,9 @@ class BioXLSTM(SequenceBackbone):
         self.init_head(2 * dim if rc_equivariant else dim, num_classes, global_pool, dropout)
         self._strand_head()
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                         position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, L) ids or (B, L, C) features -> (B, L, num_features); `position_ids` (L,) or (B, L) feed RoPE only."""
         if self.rc_equivariant:
             # both strands through the same weights in one batch; the reverse complement is read 5'->3' as well
@@ -165,7 +189,9 @@ class BioXLSTM(SequenceBackbone):
         forward, reverse = features.chunk(2, dim=-1)
         return (pool_sequence(forward, mask, mode) + pool_sequence(reverse.flip(-1), mask, mode)) / 2
 
-    def forward_head(self, features: torch.Tensor, mask: torch.Tensor | None = None, pre_logits: bool = False) -> torch.Tensor:
+    def forward_head(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None, pre_logits: bool = False
+    ) -> torch.Tensor:
         if not self.rc_equivariant:
             return super().forward_head(features, mask, pre_logits)
         pooled = self.head_drop(self.pool_features(features, mask, self.global_pool))
@@ -197,11 +223,14 @@ class BioXLSTM(SequenceBackbone):
 
     def _check_recurrent(self) -> None:
         if not self.recurrent:
-            raise ZooError("bio_xlstm: step() needs a causal model; bidirectional / rc_equivariant models "
-                           "read the whole sequence.")
+            raise ZooError(
+                "bio_xlstm: step() needs a causal model; bidirectional / rc_equivariant models read the whole sequence."
+            )
 
 
-def strand_index(ids: torch.Tensor, mask: torch.Tensor | None = None, fixed: torch.Tensor | None = None) -> torch.Tensor:
+def strand_index(
+    ids: torch.Tensor, mask: torch.Tensor | None = None, fixed: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, L) gather index that reverses each row's bases: the real (`mask`) positions whose token is
     not in `fixed` are mirrored among themselves; fixed tokens and padding stay. An involution, so it
     also maps the reversed strand back. Without mask and fixed ids it is plain reversal, L-1-i."""
@@ -219,13 +248,21 @@ def strand_index(ids: torch.Tensor, mask: torch.Tensor | None = None, fixed: tor
 def _complement_ids(complement_map: list[int] | None, vocab_size: int | None) -> torch.Tensor:
     if not vocab_size:
         raise ZooError("bio_xlstm: rc_equivariant=True needs token inputs (vocab_size=...).")
-    if complement_map is None or len(complement_map) != vocab_size or any(not 0 <= c < vocab_size for c in complement_map):
-        raise ZooError(f"bio_xlstm: rc_equivariant=True needs complement_map, a list of {vocab_size} token ids "
-                       "(the complement of each id, itself for non-nucleotide tokens); take it from the genomics tokenizer.")
+    if (
+        complement_map is None
+        or len(complement_map) != vocab_size
+        or any(not 0 <= c < vocab_size for c in complement_map)
+    ):
+        raise ZooError(
+            f"bio_xlstm: rc_equivariant=True needs complement_map, a list of {vocab_size} token ids "
+            "(the complement of each id, itself for non-nucleotide tokens); take it from the genomics tokenizer."
+        )
     return torch.tensor(complement_map, dtype=torch.long)
 
 
-def convert_xlstm_state_dict(state_dict: dict[str, torch.Tensor], slstm_layout: str = "cuda") -> dict[str, torch.Tensor]:
+def convert_xlstm_state_dict(
+    state_dict: dict[str, torch.Tensor], slstm_layout: str = "cuda"
+) -> dict[str, torch.Tensor]:
     """State dict of the official `xLSTMLMModel` / `xLSTMBlockStack` (optionally under `backbone.`) -> `BioXLSTM` keys.
 
     Only keys change, except the sLSTM recurrent kernel and bias of checkpoints written
@@ -287,13 +324,17 @@ def dna_xlstm_2m(**kw) -> BioXLSTM:
 @register_model
 def prot_xlstm_26m(**kw) -> BioXLSTM:
     """Prot-xLSTM-26M: width 512, 16 mLSTM blocks, 38 tokens, RoPE over the inner dim (base 500k), trained to 2^17 tokens."""
-    return BioXLSTM(**{"vocab_size": 38, "dim": 512, "depth": 16, "m_rope_theta": 500_000.0, "m_rope_mode": "inner", **kw})
+    return BioXLSTM(
+        **{"vocab_size": 38, "dim": 512, "depth": 16, "m_rope_theta": 500_000.0, "m_rope_mode": "inner", **kw}
+    )
 
 
 @register_model
 def prot_xlstm_102m(**kw) -> BioXLSTM:
     """Prot-xLSTM-102M: the official default config (width 1024, 16 mLSTM blocks, RoPE base 500k, context 2^17)."""
-    return BioXLSTM(**{"vocab_size": 38, "dim": 1024, "depth": 16, "m_rope_theta": 500_000.0, "m_rope_mode": "inner", **kw})
+    return BioXLSTM(
+        **{"vocab_size": 38, "dim": 1024, "depth": 16, "m_rope_theta": 500_000.0, "m_rope_mode": "inner", **kw}
+    )
 
 
 @register_model

@@ -36,7 +36,11 @@ class HyenaBlock(nn.Module):
         self.norm1 = nn.LayerNorm(d_model, eps=eps)
         self.mixer = HyenaOperator(d_model, **mixer_kwargs)
         self.norm2 = nn.LayerNorm(d_model, eps=eps)
-        self.mlp = nn.Sequential(OrderedDict(fc1=nn.Linear(d_model, d_inner), act=nn.GELU(approximate="tanh"), fc2=nn.Linear(d_inner, d_model)))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                fc1=nn.Linear(d_model, d_inner), act=nn.GELU(approximate="tanh"), fc2=nn.Linear(d_inner, d_model)
+            )
+        )
         self.drop = nn.Dropout(resid_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,13 +100,26 @@ class HyenaDNA(SequenceBackbone):
         self.stem = InputStem(d_model, vocab_size=vocab_size, in_features=in_features)
         self.embed_drop = nn.Dropout(embed_dropout)
         mixer = dict(
-            max_seq_len=max_seq_len, order=hyena_order, filter_order=filter_order, short_filter_order=short_filter_order,
-            dropout=hyena_dropout, emb_dim=emb_dim, num_inner=num_inner_mlps, freq=activation_freq, train_freq=train_freq,
-            shift=filter_shift, fast_decay_pct=fast_decay_pct, slow_decay_pct=slow_decay_pct, target=decay_target,
-            modulate=modulate, normalized=normalized,
+            max_seq_len=max_seq_len,
+            order=hyena_order,
+            filter_order=filter_order,
+            short_filter_order=short_filter_order,
+            dropout=hyena_dropout,
+            emb_dim=emb_dim,
+            num_inner=num_inner_mlps,
+            freq=activation_freq,
+            train_freq=train_freq,
+            shift=filter_shift,
+            fast_decay_pct=fast_decay_pct,
+            slow_decay_pct=slow_decay_pct,
+            target=decay_target,
+            modulate=modulate,
+            normalized=normalized,
         )
         d_inner = d_inner or 4 * d_model
-        self.blocks = nn.ModuleList(HyenaBlock(d_model, d_inner, layer_norm_epsilon, resid_dropout, **mixer) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(
+            HyenaBlock(d_model, d_inner, layer_norm_epsilon, resid_dropout, **mixer) for _ in range(n_layer)
+        )
         self.norm_f = nn.LayerNorm(d_model, eps=layer_norm_epsilon)
         self._init_weights(n_layer)
         self.init_head(d_model, num_classes, global_pool, drop_rate)
@@ -153,8 +170,13 @@ RELEASED_SIZES: dict[str, dict[str, int]] = {
 
 
 def _hg38(repo: str, what: str) -> dict[str, PretrainedTag]:
-    return {"hg38": PretrainedTag(source=f"hf://LongSafari/{repo}", converter="hyenadna",
-                                  description=f"Official HyenaDNA {what}, next-nucleotide pre-training on the human reference genome hg38.")}
+    return {
+        "hg38": PretrainedTag(
+            source=f"hf://LongSafari/{repo}",
+            converter="hyenadna",
+            description=f"Official HyenaDNA {what}, next-nucleotide pre-training on the human reference genome hg38.",
+        )
+    }
 
 
 @register_model

@@ -89,7 +89,9 @@ class CalendarEmbedding(nn.Module):
 class DataEmbedding(nn.Module):
     """Value (circular conv, or token embedding) + position + temporal embedding, then dropout."""
 
-    def __init__(self, c_in: int | None, d_model: int, embed: str, freq: str, dropout: float, vocab_size: int | None = None):
+    def __init__(
+        self, c_in: int | None, d_model: int, embed: str, freq: str, dropout: float, vocab_size: int | None = None
+    ):
         super().__init__()
         if embed not in ("timeF", "fixed", "learned"):
             raise ZooError(f"Informer embed={embed!r}; choose timeF, fixed or learned")
@@ -101,7 +103,11 @@ class DataEmbedding(nn.Module):
         else:
             self.value = CircularConv(c_in, d_model)
             nn.init.kaiming_normal_(self.value.weight, mode="fan_in", nonlinearity="leaky_relu")
-        self.temporal = nn.Linear(TIME_FEATURE_DIMS[freq], d_model) if embed == "timeF" else CalendarEmbedding(d_model, embed == "learned", freq)
+        self.temporal = (
+            nn.Linear(TIME_FEATURE_DIMS[freq], d_model)
+            if embed == "timeF"
+            else CalendarEmbedding(d_model, embed == "learned", freq)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, marks: torch.Tensor | None = None) -> torch.Tensor:
@@ -153,7 +159,15 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Post-norm: masked self-attention, cross-attention to the encoder, feed-forward."""
 
-    def __init__(self, self_attention: AttentionLayer, cross_attention: AttentionLayer, d_model: int, d_ff: int, dropout: float, activation: str):
+    def __init__(
+        self,
+        self_attention: AttentionLayer,
+        cross_attention: AttentionLayer,
+        d_model: int,
+        d_ff: int,
+        dropout: float,
+        activation: str,
+    ):
         super().__init__()
         self.self_attention, self.cross_attention = self_attention, cross_attention
         self.ffn = FeedForward(d_model, d_ff, dropout, activation)
@@ -211,7 +225,11 @@ class Informer(SequenceBackbone):
         self.dec_embedding = DataEmbedding(dec_in or in_features, d_model, embed, freq, dropout, vocab_size)
 
         def self_attention(causal: bool) -> nn.Module:
-            return ProbSparseAttention(factor, causal=causal) if attn == "prob" else FullAttention(causal=causal, dropout=dropout)
+            return (
+                ProbSparseAttention(factor, causal=causal)
+                if attn == "prob"
+                else FullAttention(causal=causal, dropout=dropout)
+            )
 
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(AttentionLayer(self_attention(False), d_model, n_heads), d_model, d_ff, dropout, activation)
@@ -223,7 +241,10 @@ class Informer(SequenceBackbone):
             DecoderLayer(
                 AttentionLayer(self_attention(True), d_model, n_heads, mix=mix),
                 AttentionLayer(FullAttention(causal=False, dropout=dropout), d_model, n_heads),
-                d_model, d_ff, dropout, activation,
+                d_model,
+                d_ff,
+                dropout,
+                activation,
             )
             for _ in range(d_layers)
         )
@@ -244,7 +265,9 @@ class Informer(SequenceBackbone):
                 h = self.distilling[i](h)
         return self.encoder_norm(h)
 
-    def decode(self, x: torch.Tensor, marks: torch.Tensor | None, memory: torch.Tensor, keep_last: int | None = None) -> torch.Tensor:
+    def decode(
+        self, x: torch.Tensor, marks: torch.Tensor | None, memory: torch.Tensor, keep_last: int | None = None
+    ) -> torch.Tensor:
         """Decoder output `(B, L, d_model)`, or only its last `keep_last` steps.
 
         Only the last layer can drop steps: an earlier layer's every step is read by the
@@ -264,7 +287,9 @@ class Informer(SequenceBackbone):
             )
         return self.decode(x, None, self.encode(x))
 
-    def forecast(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor | None, x_dec: torch.Tensor, x_mark_dec: torch.Tensor | None) -> torch.Tensor:
+    def forecast(
+        self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor | None, x_dec: torch.Tensor, x_mark_dec: torch.Tensor | None
+    ) -> torch.Tensor:
         """The official forward: `x_dec` is `label_len` known steps then `pred_len` zeros; returns `(B, pred_len, c_out)`."""
         features = self.decode(x_dec, x_mark_dec, self.encode(x_enc, x_mark_enc), keep_last=self.pred_len)
         return self.forward_head(features)
@@ -276,7 +301,9 @@ def _informer(defaults: dict, kw: dict) -> Informer:
 
 @register_model
 def test_informer(**kw) -> Informer:
-    return _informer(dict(d_model=32, n_heads=2, e_layers=2, d_layers=1, d_ff=64, factor=3, embed="fixed", dropout=0.0), kw)
+    return _informer(
+        dict(d_model=32, n_heads=2, e_layers=2, d_layers=1, d_ff=64, factor=3, embed="fixed", dropout=0.0), kw
+    )
 
 
 @register_model

@@ -48,7 +48,12 @@ class TimeLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, L, C) -> (B, H, C); broadcasting over channels when shared.
-        return torch.einsum("chl,blc->bhc", self.weight.expand(x.shape[-1], -1, -1) if self.weight.shape[0] == 1 else self.weight, x) + self.bias.T
+        return (
+            torch.einsum(
+                "chl,blc->bhc", self.weight.expand(x.shape[-1], -1, -1) if self.weight.shape[0] == 1 else self.weight, x
+            )
+            + self.bias.T
+        )
 
 
 class WindowForecaster(SequenceBackbone):
@@ -57,7 +62,15 @@ class WindowForecaster(SequenceBackbone):
     causal = True
     forecaster = "window"
 
-    def _setup(self, seq_len: int, pred_len: int, in_features: int | None, vocab_size: int | None, num_classes: int, global_pool: str) -> int:
+    def _setup(
+        self,
+        seq_len: int,
+        pred_len: int,
+        in_features: int | None,
+        vocab_size: int | None,
+        num_classes: int,
+        global_pool: str,
+    ) -> int:
         if vocab_size is None and in_features is None:
             in_features = 1
         self.seq_len, self.pred_len = seq_len, pred_len
@@ -78,7 +91,9 @@ class WindowForecaster(SequenceBackbone):
             raise ZooError(f"{type(self).__name__} maps a whole window to a horizon and takes no padding mask.")
         values = self.stem(x) if self.stem is not None else x
         if values.shape[1] != self.seq_len:
-            raise ZooError(f"{type(self).__name__} was built for windows of seq_len={self.seq_len}, got length {values.shape[1]}.")
+            raise ZooError(
+                f"{type(self).__name__} was built for windows of seq_len={self.seq_len}, got length {values.shape[1]}."
+            )
         return values
 
     def forecast(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,8 +101,17 @@ class WindowForecaster(SequenceBackbone):
 
 
 class DLinear(WindowForecaster):
-    def __init__(self, seq_len: int = 96, pred_len: int = 24, kernel_size: int = 25, individual: bool = False,
-                 in_features: int | None = None, vocab_size: int | None = None, num_classes: int = 0, global_pool: str = ""):
+    def __init__(
+        self,
+        seq_len: int = 96,
+        pred_len: int = 24,
+        kernel_size: int = 25,
+        individual: bool = False,
+        in_features: int | None = None,
+        vocab_size: int | None = None,
+        num_classes: int = 0,
+        global_pool: str = "",
+    ):
         super().__init__()
         channels = self._setup(seq_len, pred_len, in_features, vocab_size, num_classes, global_pool)
         self.kernel_size = kernel_size
@@ -101,8 +125,16 @@ class DLinear(WindowForecaster):
 
 
 class NLinear(WindowForecaster):
-    def __init__(self, seq_len: int = 96, pred_len: int = 24, individual: bool = False,
-                 in_features: int | None = None, vocab_size: int | None = None, num_classes: int = 0, global_pool: str = ""):
+    def __init__(
+        self,
+        seq_len: int = 96,
+        pred_len: int = 24,
+        individual: bool = False,
+        in_features: int | None = None,
+        vocab_size: int | None = None,
+        num_classes: int = 0,
+        global_pool: str = "",
+    ):
         super().__init__()
         channels = self._setup(seq_len, pred_len, in_features, vocab_size, num_classes, global_pool)
         self.linear = TimeLinear(seq_len, pred_len, channels, individual, uniform_init=False)
@@ -135,7 +167,9 @@ class SeasonalNaive(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] < self.season:
-            raise ZooError(f"seasonal naive with season={self.season} needs windows of at least that length, got {x.shape[1]}")
+            raise ZooError(
+                f"seasonal naive with season={self.season} needs windows of at least that length, got {x.shape[1]}"
+            )
         last_season = x[:, -self.season :]
         reps = -(-self.pred_len // self.season)
         return last_season.repeat(1, reps, 1)[:, : self.pred_len]

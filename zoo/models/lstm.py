@@ -52,12 +52,16 @@ class LSTM(SequenceBackbone):
         out, _ = self.lstm(self._embed(x, mask))
         return self.norm(out)
 
-    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def init_state(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ref = next(self.parameters())
         zeros = torch.zeros(self.depth, batch, self.dim, device=device or ref.device, dtype=dtype or ref.dtype)
         return zeros, zeros.clone()
 
-    def step(self, x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def step(
+        self, x_t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x_t: `(B,)` token ids or `(B, C)` features -> per-token output `(B, num_classes or dim)`."""
         out, state = self.lstm(self.stem(x_t.unsqueeze(1)), state)
         return self.step_head(self.norm(out[:, 0])), state

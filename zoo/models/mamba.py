@@ -29,7 +29,9 @@ from zoo.registry import register_model
 class MambaBlock(nn.Module):
     """mamba_ssm's `Block` without an MLP: residual += hidden; hidden = mixer(norm(residual))."""
 
-    def __init__(self, d_model: int, rms_norm: bool, norm_epsilon: float, residual_in_fp32: bool, layer_idx: int, **mixer_kw):
+    def __init__(
+        self, d_model: int, rms_norm: bool, norm_epsilon: float, residual_in_fp32: bool, layer_idx: int, **mixer_kw
+    ):
         super().__init__()
         self.residual_in_fp32 = residual_in_fp32
         self.norm = nn.RMSNorm(d_model, eps=norm_epsilon) if rms_norm else nn.LayerNorm(d_model, eps=norm_epsilon)
@@ -92,7 +94,11 @@ class MambaBackbone(SequenceBackbone):
         # mixer_seq_simple._init_weights: zero biases (not dt_proj's), N(0, 0.02) embeddings, and
         # GPT-2's 1/sqrt(n_layer) scaling of the projections that write into the residual stream.
         for module in self.modules():
-            if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            if (
+                isinstance(module, nn.Linear)
+                and module.bias is not None
+                and not getattr(module.bias, "_no_reinit", False)
+            ):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
@@ -110,10 +116,14 @@ class MambaBackbone(SequenceBackbone):
         residual = hidden + residual
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, mask, reset), mask)
 
-    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> list[MambaState]:
+    def init_state(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> list[MambaState]:
         return [layer.mixer.init_state(batch, device, dtype) for layer in self.layers]
 
     def step(self, x_t: torch.Tensor, state: list[MambaState], reset_t: torch.Tensor | None = None):

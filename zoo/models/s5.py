@@ -67,22 +67,38 @@ class S5Backbone(SequenceBackbone):
         self.stem = InputStem(dim, vocab_size=vocab_size, in_features=in_features)
         self.blocks = nn.ModuleList(
             S5Block(
-                dim, state_dim, activation=activation, norm=norm, prenorm=prenorm, dropout=dropout,
-                blocks=blocks, discretization=discretization, C_init=C_init, dt_min=dt_min, dt_max=dt_max,
-                conj_sym=conj_sym, clip_eigs=clip_eigs, bidirectional=bidirectional, scan_method=scan_method,
+                dim,
+                state_dim,
+                activation=activation,
+                norm=norm,
+                prenorm=prenorm,
+                dropout=dropout,
+                blocks=blocks,
+                discretization=discretization,
+                C_init=C_init,
+                dt_min=dt_min,
+                dt_max=dt_max,
+                conj_sym=conj_sym,
+                clip_eigs=clip_eigs,
+                bidirectional=bidirectional,
+                scan_method=scan_method,
             )
             for _ in range(depth)
         )
         self.norm = make_norm(norm if prenorm else "none", dim)  # a post-norm block already ends in one
         self.init_head(dim, num_classes, global_pool, dropout)
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.stem(x)
         for block in self.blocks:
             h = block(h, reset=reset, mask=mask)
         return apply_norm(self.norm, h, mask)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, mask, reset), mask)
 
     def forward_chunk(
@@ -99,7 +115,9 @@ class S5Backbone(SequenceBackbone):
             new_state.append(last)
         return apply_norm(self.norm, h), new_state
 
-    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    def init_state(
+        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> list[torch.Tensor]:
         """One complex state (B, state_dim/2) per layer: complex64, or complex128 for a float64 model.
 
         `dtype` is ignored: the state's precision follows the parameters.
@@ -137,5 +155,13 @@ def s5_base(**kw) -> S5Backbone:
 
 @register_model
 def s5_rl(**kw) -> S5Backbone:
-    defaults = {"dim": 256, "depth": 4, "state_dim": 256, "blocks": 1, "activation": "full_glu", "norm": "none", "C_init": "lecun_normal"}
+    defaults = {
+        "dim": 256,
+        "depth": 4,
+        "state_dim": 256,
+        "blocks": 1,
+        "activation": "full_glu",
+        "norm": "none",
+        "C_init": "lecun_normal",
+    }
     return S5Backbone(**{**defaults, **kw})

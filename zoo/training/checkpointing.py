@@ -35,5 +35,7 @@ def find_last_checkpoint(root: str | os.PathLike) -> Path:
     """The most recently written `last.ckpt` under `root` (for `ckpt_path=last`)."""
     candidates = sorted(Path(root).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise ZooError(f"ckpt_path=last: no checkpoints/last.ckpt under {root}; train first, or give ckpt_path=<file.ckpt>")
+        raise ZooError(
+            f"ckpt_path=last: no checkpoints/last.ckpt under {root}; train first, or give ckpt_path=<file.ckpt>"
+        )
     return candidates[-1]

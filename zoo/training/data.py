@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -18,7 +19,9 @@ class BaseDataModule(pl.LightningDataModule):
 
     collate_fn: Callable | None = None
 
-    def __init__(self, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False, seed: int = 0, shuffle: bool = True):
+    def __init__(
+        self, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False, seed: int = 0, shuffle: bool = True
+    ):
         super().__init__()
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
         self.shuffle = shuffle
@@ -48,8 +51,13 @@ class BaseDataModule(pl.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} split; set self.{split}_set in setup()")
         return DataLoader(
-            dataset, batch_size=self.batch_size, sampler=self._sampler(dataset, shuffle), num_workers=self.num_workers,
-            pin_memory=self.pin_memory, collate_fn=self.collate_fn, persistent_workers=self.num_workers > 0,
+            dataset,
+            batch_size=self.batch_size,
+            sampler=self._sampler(dataset, shuffle),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=self.collate_fn,
+            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

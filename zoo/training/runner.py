@@ -46,8 +46,11 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[Any] = ()) -> pl.Trainer:
-    callbacks = [c for c in _instantiate_all(cfg.get("callbacks")) if cfg.trainer.get("enable_progress_bar", True)
-                 or not isinstance(c, pl.callbacks.ProgressBar)]
+    callbacks = [
+        c
+        for c in _instantiate_all(cfg.get("callbacks"))
+        if cfg.trainer.get("enable_progress_bar", True) or not isinstance(c, pl.callbacks.ProgressBar)
+    ]
     loggers = _instantiate_all(cfg.get("logger")) or False
     strategy = str(cfg.trainer.get("strategy", ""))
     plugins = [] if "fsdp" in strategy else [AtomicCheckpointIO()]
@@ -67,18 +70,24 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
     if ckpt == "last":
         return str(find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.domain)))
     if not Path(ckpt).is_file():
-        raise ZooError(f"ckpt_path={ckpt!r} does not exist; give a .ckpt file from a run's checkpoints/ folder, or ckpt_path=last")
+        raise ZooError(
+            f"ckpt_path={ckpt!r} does not exist; give a .ckpt file from a run's checkpoints/ folder, or ckpt_path=last"
+        )
     return str(ckpt)
 
 
-def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule, ckpt: str | None, from_checkpoint: bool) -> pl.LightningModule:
+def build_task(
+    cfg: DictConfig, datamodule: pl.LightningDataModule, ckpt: str | None, from_checkpoint: bool
+) -> pl.LightningModule:
     """Fresh from the config (train/finetune), or restored from `ckpt` (eval/predict/export)."""
     task_cls = get_class(cfg.task._target_)
     if from_checkpoint and ckpt:
         return task_cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     configured = OmegaConf.select(cfg, "model.kwargs") or OmegaConf.create({})
     model_kwargs = {**OmegaConf.to_container(configured, resolve=True), **datamodule.model_kwargs()}
-    return instantiate(cfg.task, model_kwargs=model_kwargs, **datamodule.task_kwargs(), _recursive_=False, _convert_="all")
+    return instantiate(
+        cfg.task, model_kwargs=model_kwargs, **datamodule.task_kwargs(), _recursive_=False, _convert_="all"
+    )
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -94,13 +103,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return get_method(cfg.runner)(cfg)
     mode = str(cfg.mode)
     if mode not in MODES:
-        raise ZooError(f"mode={mode!r} is not one of {', '.join(MODES)}; this domain's other verbs have their own config")
+        raise ZooError(
+            f"mode={mode!r} is not one of {', '.join(MODES)}; this domain's other verbs have their own config"
+        )
     check_model_name(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = output_dir(cfg)
     ckpt = resolve_ckpt(cfg)
     if mode in ("eval", "predict", "export") and not (ckpt or cfg.get("weights")):
-        raise ZooError(f"`{mode}` needs trained weights: add ckpt_path=<run>/checkpoints/best.ckpt (or ckpt_path=last) or weights=<folder|hf://org/repo>")
+        raise ZooError(
+            f"`{mode}` needs trained weights: add ckpt_path=<run>/checkpoints/best.ckpt (or ckpt_path=last) or weights=<folder|hf://org/repo>"
+        )
 
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
@@ -110,11 +123,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"mode": mode, "model": OmegaConf.select(cfg, "model.name"), "output_dir": str(out)}
     if mode == "export":
         target = Path(cfg.get("output") or out / "model")
-        save_pretrained(task.backbone, target, card={"command": cfg.get("command")}, extra_files=task.export_extras(str(target)))
+        save_pretrained(
+            task.backbone, target, card={"command": cfg.get("command")}, extra_files=task.export_extras(str(target))
+        )
         result["model_dir"] = str(target)
     elif mode == "predict":
         if type(task).predict_step is pl.LightningModule.predict_step:
-            raise ZooError(f"domain {cfg.domain!r} has no `predict` ({type(task).__name__} defines no predict_step); use `zoo {cfg.domain} eval`")
+            raise ZooError(
+                f"domain {cfg.domain!r} has no `predict` ({type(task).__name__} defines no predict_step); use `zoo {cfg.domain} eval`"
+            )
         writer = StreamingCSVWriter(cfg.get("output") or out / "predictions.csv")
         trainer = build_trainer(cfg, [writer])
         trainer.predict(task, datamodule=datamodule, return_predictions=False)
@@ -145,4 +162,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def write_run_record(out: Path, cfg: DictConfig, result: dict[str, Any]) -> None:
     """The run folder's `config.yaml` and `metrics.json` (for domain runners too), each written atomically."""
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
-    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")  # last: its presence means the run finished
+    write_text_atomic(
+        out / "metrics.json", json.dumps(result, indent=2) + "\n"
+    )  # last: its presence means the run finished

@@ -17,7 +17,8 @@ a shared CPU only spin-wait on extra threads.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -64,7 +65,9 @@ class BaseTask(pl.LightningModule):
     ):
         super().__init__()
         # Callables (partials) can't be stored in a weights_only checkpoint; configs (dicts) can.
-        unsaved = ["weights"] + [name for name, v in (("optimizer", optimizer), ("scheduler", scheduler)) if callable(v)]
+        unsaved = ["weights"] + [
+            name for name, v in (("optimizer", optimizer), ("scheduler", scheduler)) if callable(v)
+        ]
         self.save_hyperparameters(ignore=unsaved)
         self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
         model_kwargs = dict(_plain(model_kwargs) or {})
@@ -141,7 +144,10 @@ class BaseTask(pl.LightningModule):
         scheduler = _build(self.scheduler_spec, optimizer)
         if scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
 
     # ------------------------------------------------------------------ steps
 

@@ -29,7 +29,9 @@ class StreamingCSVWriter(BasePredictionWriter):
         self._handle = open(self.partial, "w", newline="")
         self._writer, self.rows_written = None, 0
 
-    def write_on_batch_end(self, trainer, pl_module, prediction: list[dict[str, Any]], batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction: list[dict[str, Any]], batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if not prediction:
             return
         if self._writer is None:

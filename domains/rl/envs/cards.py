@@ -126,8 +126,12 @@ class CountRecall(CardEnv):
         self.scale = 1.0 / self.num_cards
 
     def init_state(self, n: int) -> State:
-        return {"values": self.shuffled(n, self.num_types), "queries": self.shuffled(n, self.num_types),
-                "counts": torch.zeros(n, self.num_types, dtype=torch.long, device=self.device), "time": self.zero_time(n)}
+        return {
+            "values": self.shuffled(n, self.num_types),
+            "queries": self.shuffled(n, self.num_types),
+            "counts": torch.zeros(n, self.num_types, dtype=torch.long, device=self.device),
+            "time": self.zero_time(n),
+        }
 
     def observe(self, state: State) -> torch.Tensor:
         value = F.one_hot(self.card_at(state["values"], state["time"]), self.num_types)

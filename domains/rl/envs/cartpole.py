@@ -37,7 +37,9 @@ def cartpole_physics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     temp = (force + POLEMASS_LENGTH * theta_dot**2 * sintheta) / TOTAL_MASS
     thetaacc = (GRAVITY * sintheta - costheta * temp) / (LENGTH * (4.0 / 3.0 - MASSPOLE * costheta**2 / TOTAL_MASS))
     xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
-    return torch.stack((x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc, time + 1), 1)
+    return torch.stack(
+        (x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc, time + 1), 1
+    )
 
 
 def fallen(state: torch.Tensor) -> torch.Tensor:
@@ -78,7 +80,9 @@ class NoisyStatelessCartPole(CartPole):
     obs_dim = 2
     reset_noise = None  # observe() draws noise: not a pure function of the state
 
-    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", max_steps: int = 200, noise_sigma: float = 0.1):
+    def __init__(
+        self, num_envs: int = 1, device: str | torch.device = "cpu", max_steps: int = 200, noise_sigma: float = 0.1
+    ):
         super().__init__(num_envs, device, max_steps)
         self.noise_sigma = noise_sigma
         self.obs_high = torch.tensor([X_LIMIT * 2, THETA_LIMIT * 2], device=self.device)

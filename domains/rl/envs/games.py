@@ -48,7 +48,12 @@ class Concentration(FunctionalEnv):
     def init_state(self, n: int) -> State:
         cards = torch.argsort(self.uniform(n, self.num_cards), dim=1) % self.num_types
         blank = torch.zeros(n, self.num_cards, dtype=torch.bool, device=self.device)
-        return {"cards": cards, "face_up": blank, "in_play": blank.clone(), "time": torch.zeros(n, dtype=torch.long, device=self.device)}
+        return {
+            "cards": cards,
+            "face_up": blank,
+            "in_play": blank.clone(),
+            "time": torch.zeros(n, dtype=torch.long, device=self.device),
+        }
 
     def observe(self, state: State) -> torch.Tensor:
         visible = state["face_up"] | state["in_play"]
@@ -85,15 +90,20 @@ class MultiarmedBandit(FunctionalEnv):
     name = "popgym/MultiarmedBandit"
     obs_dim = 1
 
-    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", num_bandits: int = 10, episode_length: int = 200):
+    def __init__(
+        self, num_envs: int = 1, device: str | torch.device = "cpu", num_bandits: int = 10, episode_length: int = 200
+    ):
         super().__init__(num_envs, device)
         self.num_actions = num_bandits
         self.max_episode_steps = episode_length
         self.scale = 1.0 / episode_length
 
     def init_state(self, n: int) -> State:
-        return {"payouts": self.uniform(n, self.num_actions), "time": torch.zeros(n, dtype=torch.long, device=self.device),
-                "last": torch.zeros(n, 1, device=self.device)}
+        return {
+            "payouts": self.uniform(n, self.num_actions),
+            "time": torch.zeros(n, dtype=torch.long, device=self.device),
+            "last": torch.zeros(n, 1, device=self.device),
+        }
 
     def observe(self, state: State) -> torch.Tensor:
         return state["last"]

@@ -34,8 +34,10 @@ class GymnaxEnv(TorchEnv):
         self.env, self.params = gymnax.make(env_id, **env_kwargs)
         space = self.env.action_space(self.params)
         if not hasattr(space, "n"):
-            raise ZooError(f"gymnax env {env_id!r} has a continuous action space ({type(space).__name__}); "
-                           "the zoo's policies are categorical: pick an env with discrete actions")
+            raise ZooError(
+                f"gymnax env {env_id!r} has a continuous action space ({type(space).__name__}); "
+                "the zoo's policies are categorical: pick an env with discrete actions"
+            )
         self.num_actions = int(space.n)
         self.obs_dim = int(np.prod(self.env.observation_space(self.params).shape))
         self.max_episode_steps = getattr(self.params, "max_steps_in_episode", None)
@@ -61,7 +63,9 @@ class GymnaxEnv(TorchEnv):
 
     def step(self, state, action: torch.Tensor):
         jnp = self._jax.numpy
-        actions = jnp.asarray(action.cpu().numpy()) if self.device.type == "cpu" else self._jax.dlpack.from_dlpack(action)
+        actions = (
+            jnp.asarray(action.cpu().numpy()) if self.device.type == "cpu" else self._jax.dlpack.from_dlpack(action)
+        )
         obs, state, reward, terminated, truncated, extra = self._step(self._keys(), state, actions, self.params)
         terminated = _to_torch(terminated, self.device).bool()
         truncated = _to_torch(truncated, self.device).bool()

@@ -19,7 +19,14 @@ class MemoryChain(FunctionalEnv):
     name = "MemoryChain-bsuite"
     num_actions = 2
 
-    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", memory_length: int = 5, num_bits: int = 1, max_steps: int = 1000):
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        memory_length: int = 5,
+        num_bits: int = 1,
+        max_steps: int = 1000,
+    ):
         super().__init__(num_envs, device)
         self.memory_length, self.num_bits = memory_length, num_bits
         self.obs_dim = num_bits + 2

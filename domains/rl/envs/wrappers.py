@@ -58,14 +58,23 @@ class PrevAction(TorchEnv):
         obs, state, reward, done, info = self.env.step(state, action)
         taken = F.one_hot(action, self.num_actions).float()
         if info.get("final_observation") is not None:  # the cut episode's next obs: its action, not a first step
-            info = {**info, "final_observation": torch.cat((info["final_observation"], taken, torch.zeros_like(taken[:, :1])), 1)}
+            info = {
+                **info,
+                "final_observation": torch.cat((info["final_observation"], taken, torch.zeros_like(taken[:, :1])), 1),
+            }
         previous = taken * (~done).unsqueeze(1)
         return torch.cat((obs, previous, done.float().unsqueeze(1)), dim=1), state, reward, done, info
 
 
 class ProjectedTrials(TorchEnv):
-    def __init__(self, env: TorchEnv, episodes_per_trial: int = 4, proj_dim: int = 8, projection_seed: int | None = None,
-                 feedback: str = "action_reward"):
+    def __init__(
+        self,
+        env: TorchEnv,
+        episodes_per_trial: int = 4,
+        proj_dim: int = 8,
+        projection_seed: int | None = None,
+        feedback: str = "action_reward",
+    ):
         super().__init__(env.num_envs, env.device)
         if feedback not in ("action_reward", "answer"):
             raise ValueError(f"feedback={feedback!r}; choose 'action_reward' or 'answer'")
@@ -86,7 +95,9 @@ class ProjectedTrials(TorchEnv):
 
     def draw_projections(self, n: int) -> State:
         g = self.projection_generator
-        matrix = torch.randn(n, self.env.obs_dim, self.proj_dim, generator=g, device=self.device) / self.env.obs_dim**0.5
+        matrix = (
+            torch.randn(n, self.env.obs_dim, self.proj_dim, generator=g, device=self.device) / self.env.obs_dim**0.5
+        )
         perm = torch.argsort(torch.rand(n, self.num_actions, generator=g, device=self.device), dim=1)
         return {"matrix": matrix, "perm": perm}
 
@@ -96,7 +107,11 @@ class ProjectedTrials(TorchEnv):
     def reset(self, seed: int | None = None):
         obs, inner = self.env.reset(seed)
         n = obs.shape[0]
-        state = {"inner": inner, **self.draw_projections(n), "episode": torch.zeros(n, dtype=torch.long, device=self.device)}
+        state = {
+            "inner": inner,
+            **self.draw_projections(n),
+            "episode": torch.zeros(n, dtype=torch.long, device=self.device),
+        }
         extra = torch.zeros(n, self.obs_dim - self.proj_dim, device=self.device)
         extra[:, -1] = 1.0
         if self.feedback == "answer":
