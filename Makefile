@@ -7,12 +7,13 @@ STAMP := $(VENV)/.deps-$(KEY)
 TORCH := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test lint test-slow bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q --no-deps recbole==1.2.1  # MovieLens-100k files only (see pyproject.toml)
 	rm -f $(VENV)/.deps-*
 	touch $@
 
@@ -23,8 +24,12 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m cli.demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

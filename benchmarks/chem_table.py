@@ -25,7 +25,8 @@ turn at each step, so an interrupted run has whole columns. Nothing is timed; it
 `<runs>/table.json`. A run whose metrics.json exists is reused, so an
 interrupted benchmark continues where it stopped.
 
-    python -m benchmarks.chem_table [--lm-epochs 3] [--property-epochs 10] [--incontext-epochs 1] [--runs runs/chem_table]
+    python -m benchmarks.chem_table [--lm-epochs 3] [--property-epochs 10] [--incontext-epochs 1]
+        [--runs runs/chem_table]
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def steering(ckpt: str, seed: int, limit: int | None, prompts: int = 20, per_pro
 
 
 def family_similarity(seed: int, limit: int | None, prompts: int = 20) -> float:
-    """What real relatives score: the similarity to each `steering` prompt of the anchor's next three test neighbours."""
+    """What real relatives score: each `steering` prompt's similarity to the anchor's next three test neighbours."""
     from domains.chem.data import SmilesDataModule
     from domains.chem.families import nearest_neighbours
     from domains.chem.metrics import max_similarity, to_mol
@@ -226,7 +227,8 @@ def print_tables(rows: dict[str, dict], reference: dict[str, float]) -> None:
         return "-" if value is None else f"{value:.{digits}f}"
 
     print(
-        "\n| model | parameters | validity | uniqueness | novelty | IntDiv1 | FCD | test loss (nats/token) | pIC50 RMSE scratch | pIC50 RMSE fine-tuned |"
+        "\n| model | parameters | validity | uniqueness | novelty | IntDiv1 | FCD | test loss (nats/token) | "
+        "pIC50 RMSE scratch | pIC50 RMSE fine-tuned |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for model, row in rows.items():
@@ -234,11 +236,13 @@ def print_tables(rows: dict[str, dict], reference: dict[str, float]) -> None:
             cell(row, "sample", key) for key in ("validity", "uniqueness", "novelty", "internal_diversity")
         )
         print(
-            f"| {model} | {row['parameters'] / 1e6:.2f}M | {generation} | {cell(row, 'sample', 'fcd', 2)} | {cell(row, 'lm', 'test/loss')} | "
+            f"| {model} | {row['parameters'] / 1e6:.2f}M | {generation} | {cell(row, 'sample', 'fcd', 2)} | "
+            f"{cell(row, 'lm', 'test/loss')} | "
             f"{cell(row, 'scratch', 'test/rmse')} | {cell(row, 'finetune', 'test/rmse')} |"
         )
     print(
-        "\n| model | in-context test loss | similarity to prompt, prompted | unprompted | copies of a prompt molecule | validity prompted | unprompted |"
+        "\n| model | in-context test loss | similarity to prompt, prompted | unprompted | copies of a prompt "
+        "molecule | validity prompted | unprompted |"
     )
     print("|---|---|---|---|---|---|---|")
     for model, row in rows.items():
@@ -252,7 +256,8 @@ def print_tables(rows: dict[str, dict], reference: dict[str, float]) -> None:
         )
         print(f"| {model} | " + " | ".join(cell(row, "incontext", key) for key in keys) + " |")
     print(
-        f"\nSimilarity to the prompt of real relatives (the anchor's next three test neighbours): {reference['family_similarity']:.3f}"
+        "\nSimilarity to the prompt of real relatives (the anchor's next three test neighbours): "
+        f"{reference['family_similarity']:.3f}"
     )
     print(
         f"pIC50 test RMSE, same scaffold split: training mean {reference['mean']:.3f}; "

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import _harness as harness
-from zoo.registry import create_model
+from zoo import create_model
 
 CPU_LENGTHS = [1024, 8192, 32768]
 CUDA_LENGTHS = [1024, 8192, 32768, 131072, 262144, 1048576]
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
             print(harness.markdown_table(inference[-1:]), flush=True)
         sections.append(("Embedding a 1 Mb region in one pass (no gradients, batch 1)", inference))
     command = " ".join(["python -m benchmarks.genomics", *(sys.argv[1:] if argv is None else argv)])
-    report = f"Command: `{command}`\n\nMachine: {harness.machine_description(args.threads)}\n\n{harness.format_sections(sections)}"
+    machine = harness.machine_description(args.threads)
+    report = f"Command: `{command}`\n\nMachine: {machine}\n\n{harness.format_sections(sections)}"
     print("\n" + report)
     if args.write:
         harness.write_between_markers(args.write, report)

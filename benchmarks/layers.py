@@ -65,8 +65,8 @@ def results_markdown(quick: bool, device: str, threads: int | None) -> str:
     return (
         f"Measured {datetime.date.today().isoformat()} with `{command}` on: {header}. "
         f"Run took {(time.monotonic() - start) / 60:.1f} min; load average {os.getloadavg()[0]:.1f} at the end. "
-        f"ms = wall time, cpu ms = process CPU time (median after warm-up), MB = peak memory above the case's start.\n\n"
-        + harness.format_sections(sections)
+        "ms = wall time, cpu ms = process CPU time (median after warm-up), MB = peak memory above the case's "
+        "start.\n\n" + harness.format_sections(sections)
     )
 
 

@@ -32,9 +32,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from zoo import create_model
 from zoo.layers.scan import complex_scan_as_real, linear_scan
 from zoo.layers.ssm import S5Block
-from zoo.registry import create_model
 
 LENGTH, BATCH = 1024, 8
 

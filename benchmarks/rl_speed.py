@@ -31,7 +31,7 @@ from domains.rl.envs import make_env
 from domains.rl.policy_cores import core_config
 from domains.rl.ppo import PPOConfig, ppo_update
 from domains.rl.rollout import RolloutCollector
-from zoo.registry import create_model
+from zoo import create_model
 
 CORES = ("s5", "gru", "lstm", "mlp", "transformer")
 
@@ -81,7 +81,8 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, compile {args.compile}\n"
     )
     print(
-        f"| loop (CartPole-v1, MLP policy of width {args.width}) | steps/s (wall) | steps per CPU-second |\n|---|---|---|"
+        f"| loop (CartPole-v1, MLP policy of width {args.width}) | steps/s (wall) | steps per CPU-second "
+        "|\n|---|---|---|"
     )
     for n in args.envs:
         env, agent = build("CartPole-v1", "mlp", n, args.device, args.width)
@@ -120,7 +121,8 @@ def main() -> None:
     if args.cores:
         n = args.core_envs
         print(
-            f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, `model=` configs) | params (core + heads) | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |"
+            f"\n| core (popgym/RepeatPrevious, {n} envs x {args.steps} steps, `model=` configs) | params (core "
+            "+ heads) | PPO steps/s (wall) | steps per CPU-second | rollout steps/s (wall) |"
         )
         print("|---|---|---|---|---|")
         for core in CORES:
@@ -133,7 +135,8 @@ def main() -> None:
             )
             roll_wall, _ = timed(lambda: collector.collect(args.steps), args.repeats)
             print(
-                f"| {core} | {params:,} | {n * args.steps / wall:,.0f} | {n * args.steps / cpu:,.0f} | {n * args.steps / roll_wall:,.0f} |"
+                f"| {core} | {params:,} | {n * args.steps / wall:,.0f} | {n * args.steps / cpu:,.0f} | "
+                f"{n * args.steps / roll_wall:,.0f} |"
             )
 
 

@@ -190,13 +190,15 @@ def main() -> None:
         f"c1 = c2 = {args.reg_c:g}, {args.threads} thread(s)\n"
     )
     print(
-        "| p | sparsity 3/p | Classic-AR sTPE | AR-Net sTPE | Classic-AR test MSE | AR-Net test MSE | AR-Net max lr | Classic-AR fit s | AR-Net fit s |"
+        "| p | sparsity 3/p | Classic-AR sTPE | AR-Net sTPE | Classic-AR test MSE | AR-Net test MSE | AR-Net "
+        "max lr | Classic-AR fit s | AR-Net fit s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for p in settings["orders"]:
         c, a = (np.mean(results[name, p], axis=0) for name in ("classic", "arnet"))
         print(
-            f"| {p} | {3 / p:.3f} | {c[0]:.2f} | {a[0]:.2f} | {c[1]:.4f} | {a[1]:.4f} | {a[3]:.1e} | {c[2]:.2f} | {a[2]:.1f} |"
+            f"| {p} | {3 / p:.3f} | {c[0]:.2f} | {a[0]:.2f} | {c[1]:.4f} | {a[1]:.4f} | {a[3]:.1e} | {c[2]:.2f} "
+            f"| {a[2]:.1f} |"
         )
 
 

@@ -116,7 +116,8 @@ def main() -> None:
             )
     print(f"device: {args.device}, threads: {args.threads}, d_model 512, 8 heads, batch 1, factor 5, forward (eval)\n")
     print(
-        "| L | u = 5 ceil(ln L) | ProbSparse ms | canonical ms | SDPA ms | ProbSparse MB | canonical MB | SDPA MB | canonical / ProbSparse time |"
+        "| L | u = 5 ceil(ln L) | ProbSparse ms | canonical ms | SDPA ms | ProbSparse MB | canonical MB | SDPA "
+        "MB | canonical / ProbSparse time |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for length in QUICK_LENGTHS if args.quick else LENGTHS:
@@ -124,7 +125,8 @@ def main() -> None:
         cell = lambda r, key: f"{r[key]:.1f}" if r else "failed"
         ratio = f"{c['ms'] / p['ms']:.1f}x" if p and c else "-"
         print(
-            f"| {length} | {active_count(5, length)} | {cell(p, 'ms')} | {cell(c, 'ms')} | {cell(s, 'ms')} | {cell(p, 'peak_mb')} | {cell(c, 'peak_mb')} | {cell(s, 'peak_mb')} | {ratio} |"
+            f"| {length} | {active_count(5, length)} | {cell(p, 'ms')} | {cell(c, 'ms')} | {cell(s, 'ms')} | "
+            f"{cell(p, 'peak_mb')} | {cell(c, 'peak_mb')} | {cell(s, 'peak_mb')} | {ratio} |"
         )
 
 

@@ -58,12 +58,6 @@ def domains() -> list[str]:
     return sorted(found)
 
 
-def import_domains() -> None:
-    """Import every domain package, so the backbones a domain registers (the RL policy cores) are listed too."""
-    for domain in domains():
-        importlib.import_module(f"domains.{domain}")
-
-
 def domain_configs(domain: str) -> Any:
     return resources.files(f"domains.{domain}") / "configs"
 
@@ -143,7 +137,8 @@ def preflight(domain: str, config_name: str, overrides: Sequence[str]) -> None:
         causes = [str(err)] + ([str(err.__cause__)] if err.__cause__ else [])
         text = " ".join(" ".join(c.split("Config search path")[0].split()) for c in causes)
         fail(
-            f"bad config or override: {text} (see `zoo {domain} --help`; `zoo {domain} {config_name} --cfg job` prints the config)"
+            f"bad config or override: {text} (see `zoo {domain} --help`; "
+            f"`zoo {domain} {config_name} --cfg job` prints the config)"
         )
     finally:
         GlobalHydra.instance().clear()
@@ -219,7 +214,6 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     from zoo.registry import describe, get_pretrained, list_models, list_pretrained
 
-    import_domains()
     pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
     if args.pretrained:
         table = Table("name", "source", "description")
@@ -237,7 +231,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from zoo.hub import download
+    from zoo import download
 
     folder = download(args.name, args.to)
     print(f"wrote {folder}; on the offline machine: HF_HUB_OFFLINE=1 zoo <domain> finetune weights={folder}")
@@ -248,7 +242,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         module = importlib.import_module(f"benchmarks.{args.suite}")
     except ModuleNotFoundError:
         fail(
-            f"no benchmark suite {args.suite!r}: benchmarks ship with the source tree; run from a checkout (see docs/performance.md)"
+            f"no benchmark suite {args.suite!r}: benchmarks ship with the source tree; "
+            "run from a checkout (see docs/performance.md)"
         )
     sys.argv = [f"benchmarks.{args.suite}", *args.rest]
     module.main()
@@ -294,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             close = difflib.get_close_matches(argv[0], domains() + ["list", "download", "bench"], n=3)
             fail(
-                f"unknown command or domain {argv[0]!r}{'; did you mean ' + ', '.join(close) + '?' if close else ''} (domains: {', '.join(domains())})"
+                f"unknown command or domain {argv[0]!r}{'; did you mean ' + ', '.join(close) + '?' if close else ''} "
+                f"(domains: {', '.join(domains())})"
             )
         args = parse_global(argv)
         {"list": cmd_list, "download": cmd_download, "bench": cmd_bench}.get(

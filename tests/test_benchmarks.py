@@ -132,7 +132,7 @@ def test_zoo_bench_layers_writes_all_suites_between_the_markers(tmp_path, monkey
 def test_informer_profile_groups_operators_and_counts_matrix_flops():
     from torch.profiler import ProfilerActivity, profile
 
-    from benchmarks.informer_cpu_profile import group_times
+    from benchmarks.studies.informer_cpu_profile import group_times
 
     a, b, x = torch.randn(256, 256), torch.randn(256, 256), torch.ones(1000)
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:

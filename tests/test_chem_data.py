@@ -220,10 +220,23 @@ def test_a_pretrained_vocabulary_reports_the_tokens_it_lacks(tmp_path, caplog):
     SmilesTokenizer.from_smiles(["CCO", "CCN"]).save(tmp_path / "tokenizer.json")
     path = write(tmp_path / "a.smi", "CCO\nCCCl\nClCCl\nCCN\n")
     with caplog.at_level(logging.WARNING, logger="domains.chem.data"):
-        dm = SmilesDataModule(path=str(path), tokenizer=str(tmp_path), val_fraction=0.25, test_fraction=0.25)
+        dm = SmilesDataModule(
+            path=str(path), tokenizer=str(tmp_path / "tokenizer.json"), val_fraction=0.25, test_fraction=0.25
+        )
         dm.setup_tokenizer()
     assert "encoded as <unk>: Cl (2)" in caplog.text
     assert dm.tokenizer.encode("CCCl", bos=False, eos=False)[-1] == dm.tokenizer.unk_id
+
+
+def test_a_model_contract_replaces_the_data_vocabulary(tmp_path, caplog):
+    path = write(tmp_path / "a.smi", "CCO\nCCCl\nClCCl\nCCN\n")
+    dm = SmilesDataModule(path=str(path), val_fraction=0.25, test_fraction=0.25)
+    dm.setup_tokenizer()
+    model_tokens = list(SmilesTokenizer.from_smiles(["CCO", "CCN"]).tokens)
+    with caplog.at_level(logging.WARNING, logger="domains.chem.data"):
+        dm.accept_contract({"tokenizer": {"tokens": model_tokens}})
+    assert list(dm.tokenizer.tokens) == model_tokens
+    assert "encoded as <unk>: Cl (2)" in caplog.text
 
 
 def test_property_datamodule_standardises_on_the_train_split():

@@ -15,8 +15,8 @@ from domains.chem.sampling import (
     sequence_logp,
 )
 from domains.chem.tokenizer import SmilesTokenizer
-from zoo.models.base import language_model_kwargs
-from zoo.registry import create_model
+from zoo import create_model
+from zoo.factory import language_model_kwargs
 
 TOKENIZER = SmilesTokenizer.from_smiles(
     ["CCO", "c1ccccc1N", "CC(=O)Cl", "C[C@@H](Br)F", "C1CC%10CC1CCCCCCC%10", "[Na+].[Cl-]"]

@@ -1,4 +1,7 @@
-"""The chem verbs end to end on tiny models: train improves validity, predict, sample, in-context, export, finetune, bad input."""
+"""The chem verbs end to end on tiny models.
+
+Train improves validity; predict, sample, in-context, export, finetune, bad input.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from domains.chem.sampling import sample
 from domains.chem.tasks import SmilesLMTask, check_training_split
 from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from tests.zoo_cli import one_line_error, zoo
-from zoo.models.base import language_model_kwargs
-from zoo.registry import create_model
+from zoo import create_model
+from zoo.factory import language_model_kwargs
 from zoo.training import run
 
 QUIET = [

@@ -289,7 +289,7 @@ def test_sequence_datamodule_user_file_bad_input(tmp_path):
         SequenceDataModule(path=str(bad)).setup("fit")
     one_class = write(tmp_path / "one.csv", "sequence,label\n" + "ACGT,a\n" * 12)
     with pytest.raises(DataError, match="needs two or more"):
-        SequenceDataModule(path=str(one_class)).classes
+        _ = SequenceDataModule(path=str(one_class)).classes
 
 
 def test_genome_splits_and_windows(tmp_path):

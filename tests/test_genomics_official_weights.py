@@ -1,4 +1,4 @@
-"""The official HyenaDNA checkpoints from a Hugging Face cache, offline, through the registry and `zoo genomics finetune`.
+"""The official HyenaDNA checkpoints from a Hugging Face cache, offline: the registry and `zoo genomics finetune`.
 
 The cache is laid out as huggingface_hub lays it (`models--LongSafari--<repo>/blobs`,
 `snapshots/<commit>/<file>` symlinks, `refs/main`), holding folders in each official layout at
@@ -33,8 +33,7 @@ from tests.reference.hyenadna_release import (
 )
 from tests.test_hub import lay_out_hf_cache
 from tests.zoo_cli import one_line_error
-from zoo.hub import from_pretrained
-from zoo.registry import create_model
+from zoo import create_model, from_pretrained
 from zoo.training import run
 
 REPO = Path(__file__).parent.parent

@@ -14,7 +14,7 @@ import yaml
 from domains.genomics.embed import embed_records
 from domains.genomics.records import Example
 from domains.genomics.tokenizer import DNATokenizer, reverse_complement
-from zoo.registry import create_model
+from zoo import create_model
 
 RC_KWARGS = yaml.safe_load(
     (Path(__file__).parent.parent / "domains/genomics/configs/model/dna_xlstm_rc.yaml").read_text()

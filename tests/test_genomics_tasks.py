@@ -1,4 +1,7 @@
-"""Genomics tasks through `zoo.training.run`: train -> export -> finetune -> predict -> eval, learning, soft prompts, embed."""
+"""Genomics tasks through `zoo.training.run`.
+
+Train -> export -> finetune -> predict -> eval, learning, soft prompts, embed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from zoo.hub import from_pretrained
+from zoo import from_pretrained
 from zoo.training import run
 
 # HyenaDNA tiny-1k's architecture at the registry-test width (20k parameters)

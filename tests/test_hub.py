@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo import ZooError, create_model
-from zoo.hub import from_pretrained, load_pretrained_weights, save_pretrained
+from zoo import ZooError, create_model, from_pretrained, open_weights
+from zoo.hub import save_pretrained
 
 pytestmark = pytest.mark.hub
 
@@ -82,9 +82,8 @@ def test_head_reinitialised_when_sizes_differ(tmp_path, caplog):
 
 def test_body_mismatch_is_a_clear_error(tmp_path):
     save_pretrained(make_model(), tmp_path / "m")
-    wider = create_model("test_transformer", dim=48, num_classes=3)
     with pytest.raises(ZooError, match="do not fit .*wrong shape"):
-        load_pretrained_weights(wider, tmp_path / "m")
+        create_model("test_transformer", weights=tmp_path / "m", dim=48, num_classes=3)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble_header"])
@@ -93,8 +92,51 @@ def test_corrupted_weights_give_a_clear_error(tmp_path, damage):
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:8] + b"{not json" + data[17:])
-    with pytest.raises(ZooError, match="corrupted or truncated weights file"):
+    with pytest.raises(ZooError, match="does not match the SHA-256"):
         from_pretrained(folder)
+    os.environ["ZOO_SKIP_HASH"] = "1"  # without the checksum, the parser still names the damage
+    try:
+        with pytest.raises(ZooError, match="corrupted or truncated weights file"):
+            from_pretrained(folder)
+    finally:
+        del os.environ["ZOO_SKIP_HASH"]
+
+
+def test_a_flipped_byte_fails_the_checksum(tmp_path, monkeypatch):
+    folder = save_pretrained(make_model(), tmp_path / "m")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # inside the last tensor: the file still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="SHA-256.*ZOO_SKIP_HASH=1"):
+        from_pretrained(folder)
+    monkeypatch.setenv("ZOO_SKIP_HASH", "1")  # huge files: the user may skip the check
+    assert from_pretrained(folder) is not None
+
+
+def test_saved_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        folder = save_pretrained(make_model(), tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in folder.iterdir())
+
+
+def test_open_weights_reads_a_source_once_into_one_object(tmp_path):
+    model = make_model()
+    folder = save_pretrained(model, tmp_path / "m", extra_files={"classes.json": "[1]"}, data_contract={"k": 1})
+    weights = open_weights(folder)
+    assert weights.architecture == {"name": "test_transformer", "kwargs": model.zoo_config["kwargs"]}
+    assert weights.data_contract == {"k": 1} and weights.json("classes.json") == [1]
+    assert open_weights(weights) is weights  # an opened source passes through untouched
+    assert torch.equal(weights.state_dict["head.weight"], model.head.weight)
+
+
+def test_from_pretrained_returns_eval_mode(tmp_path):
+    save_pretrained(make_model(), tmp_path / "m")
+    assert not from_pretrained(tmp_path / "m").training
 
 
 def test_missing_source_is_a_clear_error(tmp_path):
@@ -136,7 +178,7 @@ def test_hf_cache_offline_without_network(tmp_path):
             raise RuntimeError("network access attempted")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        from zoo.hub import from_pretrained
+        from zoo import from_pretrained
         io = torch.load({str(tmp_path / "io.pt")!r})
         for src in ("hf://longzoo-test/tiny", "hf://longzoo-test/tiny@{commit}"):
             m = from_pretrained(src).eval()
@@ -165,7 +207,7 @@ def test_download_to_folder_for_air_gapped_use(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("network")))
-    from zoo.hub import download
+    from zoo import download
 
     out = download("hf://longzoo-test/tiny", tmp_path / "airgap")
     x = torch.randint(0, 16, (1, 6))

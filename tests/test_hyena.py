@@ -12,14 +12,13 @@ import torch.nn.functional as F
 
 from tests.reference import hyenadna_release as release
 from tests.reference.hyenadna_release import reference_model, write_lightning
+from zoo import create_model, from_pretrained
 from zoo.convert import detect_format
 from zoo.convert.hyenadna import _architecture_name, read_lightning_checkpoint, zoo_kwargs
 from zoo.errors import ZooError
-from zoo.hub import from_pretrained
 from zoo.layers import hyena
 from zoo.layers.hyena import HyenaOperator, ImplicitFilter
 from zoo.models.hyenadna import RELEASED_SIZES, HyenaDNA
-from zoo.registry import create_model
 
 SIZE = dict(d_model=16, n_layer=2, d_inner=32, l_max=64)
 FILTER = dict(filter_order=8, emb_dim=5, w=10)

@@ -213,7 +213,7 @@ def test_informer_learns_a_sine_better_than_repeating_the_last_value():
 
     model = create_model("test_informer", in_features=1, num_classes=1, label_len=label_len, pred_len=horizon)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(60):
+    for _ in range(60):
         batch = train[torch.randint(0, len(train), (32,))]
         loss = torch.nn.functional.mse_loss(forecast(model, batch), batch[:, seq_len:])
         optimizer.zero_grad()

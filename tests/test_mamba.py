@@ -1,4 +1,7 @@
-"""Mamba (Gu & Dao 2023): selective scan vs a naive loop, step == forward, official key layout, resets, masks, learning."""
+"""Mamba (Gu & Dao 2023).
+
+Selective scan vs a naive loop, step == forward, official key layout, resets, masks, learning.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zoo import create_model
 from zoo.layers.mamba import Mamba, has_mamba_kernels, selective_scan
-from zoo.registry import create_model
 
 
 def naive_selective_scan(u, delta, A, B, C, D, z, delta_bias, reset=None):

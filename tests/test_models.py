@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cli.main import import_domains
-from zoo import create_model, list_models
-from zoo.hub import from_pretrained, save_pretrained
+from zoo import create_model, from_pretrained, list_models
+from zoo.hub import save_pretrained
 
-# Domains may register backbones of their own (the RL policy cores): load them all, so the
-# list is the same whichever test modules were collected before this one.
-import_domains()
+# Backbones that domains declare (the RL policy cores) are listed too: zoo.registry imports
+# the `longzoo.models` entry points on first lookup (tests/test_core_structure.py).
 TEST_MODELS = list_models("test_*")
 
 

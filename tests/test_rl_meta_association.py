@@ -1,4 +1,8 @@
-"""meta/projected-Association: the projection is per trial and held out at test; the answer is in the observation; memoryless play is chance."""
+"""meta/projected-Association.
+
+The projection is per trial and held out at test; the answer is in the observation;
+memoryless play is chance.
+"""
 
 from __future__ import annotations
 

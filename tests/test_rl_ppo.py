@@ -10,7 +10,7 @@ import torch
 import domains.rl.policy_cores  # noqa: F401
 from domains.rl.agent import ActorCriticHeads, Agent, index_state, sample_actions
 from domains.rl.ppo import PPOConfig, gae, ppo_loss
-from zoo.registry import create_model
+from zoo import create_model
 
 
 def test_gae_hand_computed():

@@ -14,8 +14,8 @@ from domains.rl.agent import ActorCriticHeads, Agent
 from domains.rl.envs import make_env
 from domains.rl.ppo import PPOConfig, ppo_update
 from domains.rl.rollout import RolloutCollector, evaluate_policy
+from zoo import create_model
 from zoo.errors import ZooError
-from zoo.registry import create_model
 
 
 def test_short_ppo_run_improves_cartpole_return():
@@ -131,7 +131,10 @@ def test_cli_train_eval_export_roundtrip(tmp_path):
 
 
 def test_cli_trains_and_exports_the_transformer_core(tmp_path, model="transformer"):
-    """model=transformer from the CLI on a memory task; the exported policy acts (from a KV cache) like the trained one."""
+    """model=transformer from the CLI on a memory task.
+
+    The exported policy acts (from a KV cache) like the trained one.
+    """
     from domains.rl.hub import load_policy
     from zoo.training import run
 

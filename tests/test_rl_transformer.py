@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import domains.rl.policy_cores  # noqa: F401
+from zoo import create_model
 from zoo.errors import ZooError
-from zoo.registry import create_model
 
 
 def core(memory: int = 4):
@@ -32,7 +32,10 @@ def inputs(batch: int, length: int, *resets: tuple[int, int]) -> tuple[torch.Ten
 
 
 def test_receptive_field_is_depth_times_memory():
-    """Each layer looks `memory` steps back (Transformer-XL): with 2 layers, t sees t - 2 memory, not t - 2 memory - 1."""
+    """Each layer looks `memory` steps back (Transformer-XL).
+
+    With 2 layers, t sees t - 2 memory, not t - 2 memory - 1.
+    """
     model, t = core(2), 9
     m = 2 * model.memory
     x = torch.randn(1, 10, 3)

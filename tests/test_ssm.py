@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zoo import create_model
 from zoo.layers.ssm import (
     S5,
     S5Block,
@@ -17,7 +18,6 @@ from zoo.layers.ssm import (
     hippo_normal,
     lecun_normal,
 )
-from zoo.registry import create_model
 
 
 def _hippo_legs_by_definition(n: int) -> torch.Tensor:

@@ -10,8 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from zoo import ZooError
-from zoo.hub import from_pretrained
+from zoo import ZooError, from_pretrained
 from zoo.training import run
 from zoo.training.checkpointing import atomic_torch_save
 
@@ -43,14 +42,77 @@ def test_same_seed_same_result(tmp_path):
     assert a["test/loss"] == b["test/loss"]
 
 
-def test_resume_from_last_continues_training(tmp_path):
-    first = run(config(tmp_path / "toy" / "first", "trainer.max_epochs=2"))
+def test_resume_from_last_continues_training_in_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_RUN_ID", "first")
+    folder = tmp_path / "toy" / "train" / "first"
+    first = run(config(folder, "trainer.max_epochs=2"))
     last = Path(first["last_checkpoint"])
     assert torch.load(last, weights_only=True)["epoch"] == 1
-    resumed = run(config(tmp_path / "toy" / "second", "trainer.max_epochs=4", "ckpt_path=last"))
-    ckpt = torch.load(resumed["last_checkpoint"], weights_only=True)
+    resumed = run(config(folder, "trainer.max_epochs=4", "ckpt_path=last"))
+    assert Path(resumed["last_checkpoint"]) == last  # the same run folder, not a new one
+    ckpt = torch.load(last, weights_only=True)
     assert ckpt["epoch"] == 3
     assert ckpt["global_step"] == 4 * 4  # 128 samples / 32 per batch, 4 epochs: nothing lost, nothing repeated
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1
+
+
+def test_last_means_this_run_never_another(tmp_path, monkeypatch):
+    run(config(tmp_path / "toy" / "train" / "other", "trainer.max_epochs=1"))
+    monkeypatch.delenv("ZOO_RUN_ID", raising=False)
+    with pytest.raises(ZooError, match="ZOO_RUN_ID"):
+        run(config(tmp_path / "toy" / "train" / "new", "ckpt_path=last"))
+    monkeypatch.setenv("ZOO_RUN_ID", "new")  # killed before its first checkpoint: nothing of its own to resume
+    with pytest.raises(ZooError, match="has no checkpoint to resume"):
+        run(config(tmp_path / "toy" / "train" / "new", "ckpt_path=last"))
+
+
+def test_a_finished_run_id_is_not_reused(tmp_path):
+    run(config(tmp_path / "toy" / "train" / "once", "trainer.max_epochs=1"))
+    with pytest.raises(ZooError, match="already holds a finished run"):
+        run(config(tmp_path / "toy" / "train" / "once", "trainer.max_epochs=1"))
+
+
+def test_a_second_writer_is_refused_and_stale_partials_go(tmp_path):
+    from filelock import FileLock
+
+    folder = tmp_path / "toy" / "train" / "busy"
+    folder.mkdir(parents=True)
+    with FileLock(str(folder / ".lock")), pytest.raises(ZooError, match="in use by another process"):
+        run(config(folder, "trainer.max_epochs=1"))
+    stale = folder / "checkpoints" / ".last.ckpt.123-abc.partial"
+    stale.parent.mkdir()
+    stale.write_bytes(b"")
+    run(config(folder, "trainer.max_epochs=1"))
+    assert not stale.exists()
+
+
+def test_eval_last_takes_the_newest_training_run(tmp_path):
+    root = f"paths.log_dir={tmp_path}"  # runs/<domain>/<mode>/<run id>
+    trained = run(config(tmp_path / "toy" / "train" / "t", "trainer.max_epochs=1", root))
+    evaluated = run(config(tmp_path / "toy" / "eval" / "e", "mode=eval", "ckpt_path=last", root))
+    assert evaluated["metrics"]["test/acc"] == pytest.approx(trained["metrics"]["test/acc"])
+
+
+def test_threads_apply_to_the_command_and_are_restored(tmp_path):
+    before = torch.get_num_threads()
+    seen = {}
+
+    import zoo.training.runner as runner
+
+    original = runner._run_locked
+
+    def spy(cfg, mode, out):
+        seen["threads"] = torch.get_num_threads()
+        return original(cfg, mode, out)
+
+    runner._run_locked = spy
+    try:
+        run(config(tmp_path / "toy" / "train" / "th", "trainer.max_epochs=1", "threads=1"))
+    finally:
+        runner._run_locked = original
+    assert seen["threads"] == 1 and torch.get_num_threads() == before
+    with pytest.raises(ZooError, match="threads=0"):
+        run(config(tmp_path / "toy" / "train" / "th0", "threads=0"))
 
 
 def test_last_checkpoint_is_the_last_epoch_even_when_it_is_not_the_best(tmp_path):
@@ -111,9 +173,9 @@ def test_finetune_from_weights_with_frozen_backbone(tmp_path):
 
 def test_weights_that_record_their_architecture_decide_the_backbone(tmp_path):
     from tests.fixtures.toy import CountingTask
+    from zoo import create_model
     from zoo.errors import ZooError
     from zoo.hub import save_pretrained
-    from zoo.registry import create_model
 
     torch.manual_seed(0)
     saved = save_pretrained(create_model("test_transformer", vocab_size=6, dim=24, num_classes=2), tmp_path / "wide")

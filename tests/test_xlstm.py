@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zoo import create_model
 from zoo.errors import ZooError
 from zoo.layers.xlstm_mlstm import mlstm_chunkwise, mlstm_parallel, mlstm_step, mlstm_zero_state, mLSTMLayer
 from zoo.layers.xlstm_slstm import slstm_scan, slstm_step, slstm_zero_state, sLSTMLayer
 from zoo.models.bio_xlstm import BioXLSTM, convert_xlstm_state_dict
-from zoo.registry import create_model
 
 F64 = dict(dtype=torch.float64)
 

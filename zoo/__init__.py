@@ -1,11 +1,24 @@
 """longzoo core: long-sequence backbones, registry, hub and training machinery.
 
 The core never imports `domains`; domains build on what is exported here.
+Dependencies point down: training -> factory -> hub (file I/O) -> models -> layers;
+the registry knows names only.
 """
 
-__version__ = "0.1.0"
-
 from zoo.errors import ZooError
-from zoo.registry import create_model, list_models, list_pretrained, register_model
+from zoo.factory import Weights, create_model, download, from_pretrained, open_weights
+from zoo.registry import list_models, list_pretrained, register_model
+from zoo.version import __version__
 
-__all__ = ["ZooError", "create_model", "list_models", "list_pretrained", "register_model", "__version__"]
+__all__ = [
+    "Weights",
+    "ZooError",
+    "__version__",
+    "create_model",
+    "download",
+    "from_pretrained",
+    "list_models",
+    "list_pretrained",
+    "open_weights",
+    "register_model",
+]

@@ -1,24 +1,22 @@
-"""Saving and loading models as Hugging Face model repositories.
+"""Finding, reading and writing model folders: pure I/O, no registry, no models.
 
-A saved model is a folder that is also a valid HF model repo:
+A saved model is a folder that is also a valid Hugging Face model repo:
 
-    config.json          {"format": "longzoo", "name": <registry name>, "kwargs": {...}, "zoo_version": ...}
-    model.safetensors    the state dict (tied tensors stored once)
+    config.json          {"format": "longzoo", "name": <registry name>, "kwargs": {...}, "zoo_version": ...,
+                          "sha256": {file: digest}, optionally "task" and "data_contract"}
+    model.safetensors    the backbone's state dict (tied tensors stored once)
+    task.safetensors     optional: the rest of a task's state (RL heads, soft prompts)
     README.md            a model card (data, metrics, the command that made it)
+    ...                  extra files a domain ships (tokenizer.json, classes.json)
 
-Sources, in resolution order (DESIGN.md): a local folder or `.ckpt` file; a
-registered weight tag (`hyenadna_tiny_1k.hg38`), which names its own source; then
-`hf://org/repo[@revision]` through huggingface_hub, looking in the HF cache
-first and going to the network only when the cache misses and
-`HF_HUB_OFFLINE` is not set. Folders in a foreign layout (an official paper
-release) go through `zoo.convert`.
-
-Loading is strict, except for the declared classifier head (`model.head_name`),
-which is re-initialised with a logged message when its size differs.
+`resolve` finds a source on disk: a local path, else the HF cache, else the
+network (never with `HF_HUB_OFFLINE=1`). `zoo.factory` turns what is read here
+into models; this module never builds one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +27,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from zoo.errors import ZooError
 
@@ -37,22 +35,24 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+TASK_STATE_NAME = "task.safetensors"
 CARD_NAME = "README.md"
 HF_PREFIX = "hf://"
+FORMAT = "longzoo"
 
 
 # ----------------------------------------------------------------------------- saving
 
 
-def _unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the second name of tied tensors (safetensors refuses shared storage)."""
-    seen: dict[tuple, str] = {}
+    seen: set[tuple] = set()
     out = {}
     for key, tensor in state.items():
         ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
         if tensor.numel() and ident in seen:
             continue
-        seen[ident] = key
+        seen.add(ident)
         out[key] = tensor.detach().contiguous().cpu()
     return out
 
@@ -69,8 +69,9 @@ def model_card(name: str, kwargs: dict, params: int, card: dict[str, Any] | None
         f"A `longzoo` model: architecture `{name}`, {params:,} parameters.",
         "",
         "```python",
-        "from zoo.hub import from_pretrained",
-        "model = from_pretrained('<this folder or hf://org/repo>')",
+        "import zoo",
+        "model = zoo.from_pretrained('<this folder or hf://org/repo>')   # the backbone, in eval mode",
+        "pipeline = zoo.load_pipeline('<this folder or hf://org/repo>')  # with its preprocessing, when a task made it",
         "```",
         "",
         "## Architecture arguments",
@@ -99,42 +100,74 @@ def _replace_folder(tmp: Path, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
+def _honour_umask(folder: Path) -> None:
+    """mkdtemp makes 0700; the user's files get the modes their umask gives any new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_pretrained(
     model: torch.nn.Module,
     folder: str | os.PathLike,
     card: dict[str, Any] | None = None,
     extra_files: dict[str, str | bytes] | None = None,
+    task: dict[str, Any] | None = None,
+    task_state: dict[str, torch.Tensor] | None = None,
+    data_contract: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `model` (built by `create_model`) as a zoo folder, atomically.
+    """Write `model` (built by `zoo.create_model`) as a zoo folder, atomically.
 
     card: optional model-card sections: title, data, metrics, command, notes.
     extra_files: more files to ship in the folder (e.g. a tokenizer's `tokenizer.json`).
+    task, task_state, data_contract: what `zoo.load_pipeline` needs to rebuild the task that
+        trained the model ({"target": "pkg.Class", "hparams": {...}}, its non-backbone tensors,
+        and what its inputs must look like); written by `zoo <domain> export`.
     """
     zoo_config = getattr(model, "zoo_config", None)
     if not zoo_config:
         raise ZooError(
-            "this model was not built by zoo.create_model, so its architecture can't be recorded; build it with create_model(name, ...)"
+            "this model was not built by zoo.create_model, so its architecture can't be recorded; "
+            "build it with create_model(name, ...)"
         )
-    from zoo import __version__
+    from zoo.version import __version__
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
+        save_file(unique_tensors(model.state_dict()), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        if task_state:
+            save_file(unique_tensors(task_state), str(tmp / TASK_STATE_NAME), metadata={"format": "pt"})
         config = {
-            "format": "longzoo",
+            "format": FORMAT,
             "zoo_version": __version__,
             "name": zoo_config["name"],
             "kwargs": zoo_config["kwargs"],
             "head_name": getattr(model, "head_name", "head"),
+            "sha256": {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))},
         }
+        if task is not None:
+            config["task"] = task
+        if data_contract:
+            config["data_contract"] = data_contract
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_file(_unique_tensors(model.state_dict()), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         params = sum(p.numel() for p in model.parameters())
         (tmp / CARD_NAME).write_text(model_card(zoo_config["name"], zoo_config["kwargs"], params, card))
         for name, content in (extra_files or {}).items():
             path = tmp / name
             path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        _honour_umask(tmp)
         _replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,22 +175,24 @@ def save_pretrained(
     return folder
 
 
+def state_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as safetensors bytes (to ship as an extra file)."""
+    return save(unique_tensors(state))
+
+
 def push_to_hub(
-    model: torch.nn.Module,
+    folder: str | os.PathLike,
     repo_id: str,
-    card: dict | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload longzoo model",
 ) -> str:
-    """Save to a temporary folder and upload it as `repo_id` (needs network and a token)."""
+    """Upload a saved zoo folder as `repo_id` (needs network and a token)."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save_pretrained(model, Path(tmp) / "model", card=card)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
     return str(info)
 
 
@@ -172,7 +207,7 @@ def parse_hf(source: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def _offline() -> bool:
+def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
@@ -183,8 +218,11 @@ def resolve(source: str | os.PathLike) -> Path:
         path = Path(text).expanduser()
         if not path.exists():
             raise ZooError(
-                f"weights not found: {text!r} is neither an existing file/folder nor an hf://org/repo address"
+                f"weights not found: {text!r} is neither an existing file/folder, a registered weight tag "
+                "(`zoo list --pretrained`) nor an hf://org/repo address"
             )
+        if not os.access(path, os.R_OK):
+            raise ZooError(f"weights {text!r} cannot be read (permission denied); fix its permissions")
         return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -193,7 +231,7 @@ def resolve(source: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(repo, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
-        if _offline():
+        if offline():
             raise ZooError(
                 f"{text} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids the network; "
                 f"run `zoo download {text} --to DIR` on a connected machine and copy DIR here"
@@ -201,13 +239,26 @@ def resolve(source: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(repo, revision=revision))
     except Exception as err:  # network, auth, missing repo: all user-fixable
-        raise ZooError(f"could not download {text}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ZooError(
+            f"could not download {text}: {type(err).__name__}: {first}; check the address and your network, "
+            f"or on an air-gapped machine run `zoo download {text} --to DIR` elsewhere and use weights=DIR"
+        ) from err
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a `.safetensors` file; with `sha256`, the file must have that digest.
+
+    Set ZOO_SKIP_HASH=1 to skip the check (it reads the whole file once more: minutes for huge models).
+    """
+    if sha256 and os.environ.get("ZOO_SKIP_HASH", "") not in ("1", "true") and sha256_file(path) != sha256:
+        raise ZooError(
+            f"{path} does not match the SHA-256 recorded in its config.json (damaged or altered); "
+            "re-download or re-export it (ZOO_SKIP_HASH=1 skips this check)"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -216,172 +267,30 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A Lightning `.ckpt`, loaded with weights_only=True (no arbitrary code)."""
+    if not os.access(path, os.R_OK):
+        raise ZooError(f"checkpoint {path} cannot be read (permission denied); fix its permissions")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ZooError(
-            f"cannot read checkpoint {path}: {str(err).splitlines()[0]}; is it a complete Lightning .ckpt?"
+            f"cannot read checkpoint {path} ({first[:160]}); it is truncated or not a Lightning .ckpt: "
+            "use another checkpoint of the run (checkpoints/best.ckpt or last.ckpt)"
         ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ZooError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by `zoo ... train`")
+    return ckpt
 
 
-def _backbone_state_from_ckpt(ckpt: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
-    prefix = "backbone."
-    state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
-    if not state:
-        raise ZooError(f"checkpoint {path} has no 'backbone.' weights; was it written by a longzoo task?")
-    return state
-
-
-def weights_source(source: str | os.PathLike, converter: str | None = None) -> tuple[str, str | None]:
-    """(source, converter): a registered `arch.tag` that is not also a local path becomes its hub address."""
-    text = str(source)
-    if converter is None and "://" not in text and not Path(text).exists():
-        from zoo.registry import get_pretrained, list_pretrained
-
-        if text in list_pretrained():
-            spec = get_pretrained(text)
-            return spec.source, spec.converter
-    return text, converter
-
-
-def read_source(
-    source: str | os.PathLike, converter: str | None = None
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """(state_dict, architecture) from any source; architecture is {"name", "kwargs"} when the source records it."""
-    source, converter = weights_source(source, converter)
-    path = resolve(source)
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            return _read_safetensors(path), None
-        ckpt = read_checkpoint(path)
-        hp = ckpt.get("hyper_parameters", {})
-        arch = {"name": hp["model"], "kwargs": dict(hp.get("model_kwargs") or {})} if "model" in hp else None
-        return _backbone_state_from_ckpt(ckpt, path), arch
-    config_path = path / CONFIG_NAME
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    if config.get("format") == "longzoo" and converter is None:
-        weights = path / WEIGHTS_NAME
-        if not weights.exists():
-            raise ZooError(f"{path} has a longzoo config.json but no {WEIGHTS_NAME}; the folder is incomplete")
-        return _read_safetensors(weights), {"name": config["name"], "kwargs": config.get("kwargs", {})}
-    from zoo.convert import detect_format, get_converter
-
-    fmt = converter or detect_format(path)
-    if fmt is None:
-        raise ZooError(
-            f"{path} is not a longzoo model folder (no config.json with format 'longzoo') and matches no known checkpoint format"
-        )
-    state, arch = get_converter(fmt)(path)
-    return state, arch
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Strict load, except the declared classifier head, which is re-initialised when sizes differ."""
-    head = getattr(model, "head_name", "head") + "."
-    own = model.state_dict()
-    state = dict(state)
-    for key in [k for k in state if k.startswith(head)]:
-        if key not in own or own[key].shape != state[key].shape:
-            log.warning(
-                "classifier head of %s does not fit this model (%s %s vs %s): re-initialised; fine-tune it.",
-                source,
-                key,
-                tuple(state[key].shape),
-                tuple(own[key].shape) if key in own else "none",
-            )
-            for k in [k for k in state if k.startswith(head)]:
-                state.pop(k)
-            break
-    # Tied tensors were saved once; a missing key that shares storage with a loaded one is fine.
-    pointers = {own[k].untyped_storage().data_ptr(): k for k in state if k in own}
-    missing = [k for k in own if k not in state and own[k].untyped_storage().data_ptr() not in pointers]
-    missing_head = [k for k in missing if k.startswith(head)]
-    if missing_head:
-        log.warning("%s has no classifier head for this model: %s re-initialised.", source, head.rstrip("."))
-    missing = [k for k in missing if not k.startswith(head)]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in state if k in own and own[k].shape != state[k].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-            if keys:
-                parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
-        raise ZooError(
-            f"weights from {source} do not fit {type(model).__name__} ({'; '.join(parts)}); check the model name and kwargs match the checkpoint"
-        )
-    with torch.no_grad():
-        model.load_state_dict(state, strict=False)
-
-
-def load_pretrained_weights(model: torch.nn.Module, source: str | os.PathLike, converter: str | None = None) -> None:
-    state, _ = read_source(source, converter)
-    load_state_into(model, state, str(source))
-
-
-def architecture_for(
-    name: str, kwargs: dict[str, Any], weights: str | os.PathLike | None, keep: tuple[str, ...] = ()
-) -> tuple[str, dict[str, Any], dict[str, torch.Tensor] | None]:
-    """(model name, kwargs, state dict or None) to build for `weights`: the architecture they record, if any.
-
-    Weights that say what they are (a zoo folder, a training `.ckpt`, a converted release) are built
-    as recorded whatever `name` says, except the `keep` kwargs (a task's head: `num_classes`, ...),
-    which come from `kwargs`. Bare weights (no record) must fit `name` with `kwargs`.
-    """
-    if not weights:
-        return name, kwargs, None
-    state, arch = read_source(weights)
-    if arch is None:
-        return name, kwargs, state
-    built = {
-        **{k: v for k, v in arch["kwargs"].items() if k not in keep},
-        **{k: kwargs[k] for k in keep if k in kwargs},
-    }
-    asked = {k: v for k, v in kwargs.items() if k not in keep}
-    if arch["name"] != name or any(built.get(k) != v for k, v in asked.items()):
-        log.info(
-            "weights %s hold %s(%s): building that, not %s(%s)",
-            weights,
-            arch["name"],
-            ", ".join(f"{k}={v}" for k, v in sorted(built.items()) if k not in keep),
-            name,
-            ", ".join(f"{k}={v}" for k, v in sorted(asked.items())),
-        )
-    return arch["name"], built, state
-
-
-def from_pretrained(source: str | os.PathLike, converter: str | None = None, **overrides: Any) -> torch.nn.Module:
-    """Build and load a model from a folder, `.ckpt` or `hf://` address.
-
-    overrides: kwargs changed from the saved ones, e.g. `num_classes=3` for a new head.
-    """
-    from zoo.registry import create_model
-
-    state, arch = read_source(source, converter)
-    if arch is None:
-        raise ZooError(
-            f"{source} does not say which architecture it holds; use create_model(name, weights={str(source)!r})"
-        )
-    model = create_model(arch["name"], **{**arch["kwargs"], **overrides})
-    load_state_into(model, state, str(source))
-    return model
-
-
-def download(name_or_source: str, to: str | os.PathLike) -> Path:
-    """Fetch weights (a registered `arch.tag` or `hf://` address) and write a zoo folder at `to`.
-
-    The result loads with `HF_HUB_OFFLINE=1` on an air-gapped machine: `weights=<to>`.
-    """
-    from zoo.registry import create_model, get_pretrained, split_name
-
-    if name_or_source.startswith(HF_PREFIX) or Path(name_or_source).exists():
-        model = from_pretrained(name_or_source)
-        origin = name_or_source
-    else:
-        spec = get_pretrained(name_or_source)
-        model = create_model(name_or_source, pretrained=True)
-        model.zoo_config["name"] = split_name(name_or_source)[0]
-        origin = spec.source
-    return save_pretrained(model, to, card={"notes": f"Converted from {origin} by `zoo download`."})
+def read_config(folder: Path) -> dict[str, Any]:
+    """A folder's config.json ({} when absent); a zoo folder's must name an architecture."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ZooError(f"{path} is not valid JSON ({err}); re-download or re-export the model") from None
+    if config.get("format") == FORMAT and "name" not in config:
+        raise ZooError(f"{path} has no architecture name; re-export the model")
+    return config

@@ -1,29 +1,40 @@
-"""Model registry: names -> factory functions, plus pretrained tags.
+"""Model registry: names -> factory functions, plus pretrained tags. Knows no files.
 
 Names follow `family_size[_ctx][.tag]` (timm's convention): the part before the
 dot names an architecture, the tag names a set of weights for it, e.g.
 `hyenadna_tiny_1k.hg38`. Every family registers a `test_<family>` variant small
 enough (<= 100k parameters) for the registry-wide tests.
 
-`create_model` records the base name and keyword arguments on the module
-(`model.zoo_config`) so that `zoo.hub.save_pretrained` can write a `config.json`
-that rebuilds exactly the same architecture.
+Where the names come from: every module of `zoo.models`, then every module
+declared in the `longzoo.models` entry-point group (a domain's own backbones,
+e.g. the RL policy cores: `[project.entry-points."longzoo.models"]` in
+pyproject.toml). Both are imported on the first lookup, so `zoo.list_models()`
+is complete in an interpreter that imported only `zoo`.
+
+`build_model` calls a factory and records its name and keyword arguments on the
+module (`model.zoo_config`), which `zoo.hub.save_pretrained` writes to
+`config.json`. Loading weights is `zoo.factory`'s business, one layer up.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import sys
+import importlib
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from zoo.errors import ZooError
 
+ENTRY_POINT_GROUP = "longzoo.models"
+
 _entrypoints: dict[str, Callable[..., Any]] = {}
 _families: dict[str, str] = {}
 _pretrained: dict[str, PretrainedTag] = {}
+_loaded = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ def register_model(fn: Callable[..., Any] | None = None, *, pretrained: dict[str
     """Decorator registering a model factory under its function name.
 
     `pretrained` maps tags to `PretrainedTag`s: `@register_model(pretrained={"hg38": ...})`.
+    Annotate the factory's return type (`-> MyBackbone`): `model_class` reads it to learn
+    a model's declared capabilities without building one.
     """
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,10 +92,19 @@ def split_name(name: str) -> tuple[str, str]:
     return base, tag
 
 
+def declared_modules() -> list[str]:
+    """Modules that register models: the entry points of the `longzoo.models` group."""
+    return sorted(ep.value for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _ensure_loaded() -> None:
-    # Families register themselves on import; importing the package pulls them all in.
-    if "zoo.models" not in sys.modules:
-        import zoo.models  # noqa: F401
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # set first: the imports below call register_model, which must not recurse here
+    # Discovery by name, as for plugins: the families depend on the registry, not the reverse.
+    for module in ["zoo.models", *declared_modules()]:
+        importlib.import_module(module)
 
 
 def unknown_name_error(name: str, candidates: list[str], what: str = "model") -> ZooError:
@@ -91,17 +113,33 @@ def unknown_name_error(name: str, candidates: list[str], what: str = "model") ->
     return ZooError(f"unknown {what} name {name!r}.{hint} Run `zoo list` to see every name.")
 
 
+def _factory(name: str) -> Callable[..., Any]:
+    _ensure_loaded()
+    base = split_name(name)[0]
+    if base not in _entrypoints:
+        raise unknown_name_error(base, sorted(_entrypoints))
+    return _entrypoints[base]
+
+
 def is_model(name: str) -> bool:
     _ensure_loaded()
     return split_name(name)[0] in _entrypoints
 
 
 def model_family(name: str) -> str:
-    _ensure_loaded()
-    base = split_name(name)[0]
-    if base not in _families:
-        raise unknown_name_error(base, sorted(_entrypoints))
-    return _families[base]
+    _factory(name)
+    return _families[split_name(name)[0]]
+
+
+def model_class(name: str) -> type:
+    """The class a factory builds (its return annotation): capabilities are read from it, not from names."""
+    factory = _factory(name)
+    cls = typing.get_type_hints(factory).get("return")
+    if not isinstance(cls, type):
+        raise TypeError(
+            f"factory {factory.__module__}.{factory.__name__} has no return annotation; add `-> ModelClass`"
+        )
+    return cls
 
 
 def get_pretrained(name: str) -> PretrainedTag:
@@ -111,40 +149,19 @@ def get_pretrained(name: str) -> PretrainedTag:
     return _pretrained[name]
 
 
-def create_model(name: str, pretrained: bool = False, weights: str | None = None, **kwargs: Any):
-    """Build a registered model.
+def default_tag(base: str) -> str:
+    """The first registered tag of an architecture (what `pretrained=True` on a bare name loads)."""
+    tags = [split_name(n)[1] for n in list_pretrained(f"{base}.*")]
+    if not tags:
+        raise ZooError(f"model {base!r} has no pretrained weights; use pretrained=False or weights=<path|hf://...>.")
+    return tags[0]
 
-    name: `arch` or `arch.tag`. With `pretrained=True` the tag's weights are
-        loaded (a bare `arch` takes its first registered tag).
-    weights: explicit weight source instead of the tag: a local folder, a
-        `.ckpt`, `hf://org/repo[@rev]` or a registered `arch.tag`; what it records is not consulted,
-        the architecture is `name` with `kwargs`.
-    kwargs: passed to the factory (e.g. `num_classes`, `global_pool`, `vocab_size`).
-    """
-    _ensure_loaded()
-    base, tag = split_name(name)
-    if base not in _entrypoints:
-        raise unknown_name_error(base, sorted(_entrypoints))
-    if pretrained and weights is None:
-        if not tag:
-            tags = [n for n in _pretrained if split_name(n)[0] == base]
-            if not tags:
-                raise ZooError(
-                    f"model {base!r} has no pretrained weights; use pretrained=False or weights=<path|hf://...>."
-                )
-            tag = split_name(tags[0])[1]
-        spec = get_pretrained(f"{base}.{tag}")
-        kwargs = {**spec.kwargs, **kwargs}
-    model = _entrypoints[base](**kwargs)
+
+def build_model(name: str, **kwargs: Any):
+    """A freshly initialised model (no weights), with `zoo_config` recording how it was built."""
+    base = split_name(name)[0]
+    model = _factory(base)(**kwargs)
     model.zoo_config = {"name": base, "kwargs": dict(kwargs)}
-    if pretrained and weights is None:
-        from zoo.hub import load_pretrained_weights
-
-        load_pretrained_weights(model, spec.source, converter=spec.converter)
-    elif weights is not None:
-        from zoo.hub import load_pretrained_weights
-
-        load_pretrained_weights(model, weights)
     return model
 
 
@@ -161,15 +178,15 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """Family, parameter count and weight tags of one architecture (builds it)."""
+    """Family, parameter count, capabilities and weight tags of one architecture (builds it)."""
     import torch
 
     base = split_name(name)[0]
     try:  # count parameters without allocating them (a 100M-parameter model is instant on "meta")
         with torch.device("meta"):
-            model = create_model(base)
+            model = build_model(base)
     except Exception:  # an initialiser that computes on real values (eigendecompositions, numpy)
-        model = create_model(base)
+        model = build_model(base)
     return {
         "name": base,
         "family": model_family(base),

@@ -34,7 +34,6 @@ from domains.chem.sampling import canonical_or_none
 from domains.chem.splits import split_indices
 from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from zoo.errors import DataError, ZooError
-from zoo.registry import get_pretrained, is_model
 from zoo.training import BaseDataModule
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     for row, seq in zip(ids, sequences):
         row[: len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     return ids, ids != pad_id
-
-
-def resolve_tokenizer_source(source: str) -> str:
-    """A registry tag (`arch.tag`) names where its weights live; anything else is a path or hf:// address."""
-    if "." in source and not Path(source).exists() and "://" not in source and is_model(source.split(".")[0]):
-        return get_pretrained(source).source
-    return source
 
 
 class ContextDataset(Dataset):
@@ -166,7 +158,8 @@ class ChemDataModule(BaseDataModule):
             )
         if len(kept) < 3:
             raise DataError(
-                f"{table.path}: only {len(kept)} molecules of at most {self.max_tokens} tokens; need 3 or more (raise data.max_tokens?)"
+                f"{table.path}: only {len(kept)} molecules of at most {self.max_tokens} tokens; "
+                "need 3 or more (raise data.max_tokens?)"
             )
         return kept
 
@@ -196,11 +189,19 @@ class ChemDataModule(BaseDataModule):
     def setup_tokenizer(self) -> SmilesTokenizer:
         if self.tokenizer is None:
             if self.tokenizer_source:
-                self.tokenizer = SmilesTokenizer.load(resolve_tokenizer_source(str(self.tokenizer_source)))
+                self.tokenizer = SmilesTokenizer.load(self.tokenizer_source)
                 self.report_unseen_tokens()
             else:
                 self.tokenizer = SmilesTokenizer.from_smiles(m.smiles for m in self.molecules)
         return self.tokenizer
+
+    def accept_contract(self, contract: dict[str, Any]) -> None:
+        """Encode with the model's own vocabulary (a pretrained or restored model)."""
+        tokens = (contract.get("tokenizer") or {}).get("tokens")
+        if tokens and (self.tokenizer is None or list(self.tokenizer.tokens) != list(tokens)):
+            log.info("using the model's own SMILES vocabulary (%d tokens) for this data", len(tokens))
+            self.tokenizer = SmilesTokenizer(list(tokens))
+            self.report_unseen_tokens()
 
     def report_unseen_tokens(self) -> None:
         """A pretrained vocabulary encodes tokens it never saw as <unk>: say how many molecules that affects."""

@@ -26,7 +26,8 @@ EMBEDDED = ("nci", "chembl_pic50")
 def _require(path: Path) -> Path:
     if not path.is_file():
         raise DataError(
-            f"{path}: this RDKit installation lacks the embedded data file; reinstall rdkit from PyPI or give data.path=<your file>"
+            f"{path}: this RDKit installation lacks the embedded data file; reinstall rdkit from PyPI or give "
+            "data.path=<your file>"
         )
     return path
 

@@ -18,28 +18,21 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from domains.chem.data import resolve_tokenizer_source
 from domains.chem.sampling import sample, sample_rows
 from domains.chem.tasks import SmilesLMTask, check_training_split, write_sample_report
 from domains.chem.tokenizer import SmilesTokenizer
 from zoo.errors import ZooError
-from zoo.hub import from_pretrained
 from zoo.io import write_csv_atomic
-from zoo.training.runner import output_dir, resolve_ckpt, write_run_record
+from zoo.training.loading import load_for_inference
+from zoo.training.runs import run_folder, write_run_record
 
 
 def load_language_model(cfg: DictConfig) -> tuple[torch.nn.Module, SmilesTokenizer, dict | None]:
-    """The backbone, its tokenizer, and (from a checkpoint) the training split it saw."""
-    ckpt = resolve_ckpt(cfg)
-    if ckpt:
-        task = SmilesLMTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-        return task.backbone, task.tokenizer, task.hparams.get("training_split")
-    if cfg.get("weights"):
-        source = resolve_tokenizer_source(str(cfg.weights))
-        return from_pretrained(source), SmilesTokenizer.load(source), None
-    raise ZooError(
-        "`zoo chem sample` needs a trained model: ckpt_path=<run>/checkpoints/best.ckpt (or last) or weights=<exported folder>"
-    )
+    """The backbone, its tokenizer, and (from a training run) the training split it saw."""
+    task, _ = load_for_inference(cfg)
+    if not isinstance(task, SmilesLMTask):
+        raise ZooError(f"`zoo chem sample` needs a SMILES language model; this source holds a {type(task).__name__}")
+    return task.backbone, task.tokenizer, task.hparams.get("training_split")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -61,7 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         prompt=prompt,
         **params,
     )
-    out = output_dir(cfg)
+    out = run_folder(cfg)
     path = Path(cfg.get("output") or out / "samples.csv")
     write_csv_atomic(path, sample_rows(samples))
     metrics = write_sample_report(

@@ -32,25 +32,27 @@ from domains.chem.drawing import draw_grid
 from domains.chem.metrics import generation_metrics, property_metrics
 from domains.chem.sampling import next_token_logits, sample, sample_batch, sample_rows
 from domains.chem.tokenizer import SmilesTokenizer
+from zoo.factory import language_model_kwargs
 from zoo.io import write_text_atomic
-from zoo.models.base import language_model_kwargs
 from zoo.training import BaseTask
 
 log = logging.getLogger(__name__)
 
 
 class ChemTask(BaseTask):
+    """`weights` that record their architecture decide the backbone (`BaseTask`), and their vocabulary the
+    tokenizer: token ids mean what the pretrained model learned, whatever this data's vocabulary is."""
+
+    weights_decide_architecture = True
+
     def __init__(self, vocab: Sequence[str] = (), **kwargs: Any):
         super().__init__(**kwargs)
-        self.tokenizer = SmilesTokenizer(list(vocab)) if vocab else None
+        vocab = list((self.saved_contract().get("tokenizer") or {}).get("tokens") or vocab)
+        self.hparams["vocab"] = vocab  # what a checkpoint of this task restores
+        self.tokenizer = SmilesTokenizer(vocab) if vocab else None
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is not None and self.tokenizer is not None and getattr(datamodule, "tokenizer", None) is not None:
-            if datamodule.tokenizer.tokens != self.tokenizer.tokens:
-                log.info("using the model's own SMILES vocabulary (%d tokens) for this data", len(self.tokenizer))
-                datamodule.tokenizer = self.tokenizer
-                datamodule.report_unseen_tokens()
+    def data_contract(self) -> dict[str, Any]:
+        return {"tokenizer": {"tokens": list(self.tokenizer.tokens)}} if self.tokenizer is not None else {}
 
     def export_extras(self, folder: str) -> dict[str, str | bytes]:
         return {"tokenizer.json": self.tokenizer.to_json()}

@@ -115,25 +115,12 @@ class SmilesTokenizer:
             ) from None
 
     @classmethod
-    def load(cls, source: str | os.PathLike) -> SmilesTokenizer:
-        """From `tokenizer.json`, a model folder holding one, `hf://org/repo`, or a task `.ckpt` (its `vocab`)."""
-        source = str(source)
-        if source.startswith("hf://"):
-            from zoo.hub import resolve
-
-            source = str(resolve(source))
-        path = Path(source)
-        if path.is_dir():
-            path = path / "tokenizer.json"
-        if path.suffix == ".ckpt" and path.is_file():
-            from zoo.hub import read_checkpoint
-
-            vocab = read_checkpoint(path).get("hyper_parameters", {}).get("vocab")
-            if not vocab:
-                raise ZooError(f"{path} has no SMILES vocabulary; was it written by a chem task?")
-            return cls(vocab)
+    def load(cls, path: str | os.PathLike) -> SmilesTokenizer:
+        """From a `tokenizer.json`, or a folder holding one (a pretrained model's vocabulary comes with `weights=`)."""
+        path = Path(path)
+        path = path / "tokenizer.json" if path.is_dir() else path
         if not path.is_file():
             raise ZooError(
-                f"no tokenizer at {path}; give the folder written by `zoo chem export`, a chem .ckpt, or a tokenizer.json"
+                f"no tokenizer file at {path}; give a tokenizer.json, or weights=<model> to use a model's vocabulary"
             )
         return cls.from_json(path.read_text(), where=str(path))

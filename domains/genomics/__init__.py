@@ -12,13 +12,13 @@ BED against a FASTA, or a GenomicBenchmarks folder (data.path=...).
 
 EXAMPLES = [
     "zoo genomics train                                    # which TF motif? HyenaDNA on the embedded JASPAR task",
-    "zoo genomics train model=transformer                  # the attention baseline (dna_xlstm, dna_xlstm_rc, mamba, s5)",
+    "zoo genomics train model=transformer          # the attention baseline (dna_xlstm, dna_xlstm_rc, mamba, s5)",
     "zoo genomics train experiment=shuffled                # control: shuffled labels must score at chance",
     "zoo genomics predict ckpt_path=last                   # per-record class probabilities, record id first",
     "zoo genomics pretrain data.path=genome.fa data.context_length=1024 model.kwargs.max_seq_len=1026",
     "zoo genomics finetune weights=runs/genomics/train/<run>/checkpoints/best.ckpt",
-    "zoo genomics finetune weights=hf://LongSafari/hyenadna-tiny-1k-seqlen   # official weights (cache or network); builds their architecture",
-    "zoo genomics train model=dna_xlstm_rc                 # reverse-complement equivariant: strand-invariant predictions",
+    "zoo genomics finetune weights=hf://LongSafari/hyenadna-tiny-1k-seqlen   # official weights, their architecture",
+    "zoo genomics train model=dna_xlstm_rc         # reverse-complement equivariant: strand-invariant predictions",
     "zoo genomics train task.rc_conjoin=true               # any backbone: average each prediction over both strands",
     "zoo genomics train data.path=seqs.csv data.on_too_long=slide",
     "zoo genomics train data.path=genomic_benchmarks/human_nontata_promoters",
@@ -34,7 +34,7 @@ _DEMO_DATA = [
     "data.embedded.n_val=200",
     "data.embedded.n_test=400",
     "trainer.enable_progress_bar=false",
-    "task.torch_threads=1",
+    "threads=1",
 ]
 _DEMO_MODEL = ["model.kwargs.d_model=32", "model.kwargs.d_inner=64", "model.kwargs.filter_order=16"]
 DEMO = {

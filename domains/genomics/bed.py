@@ -45,7 +45,8 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
                     ) from None
                 if not 0 <= start < end:
                     raise DataError(
-                        f"{path}:{line_no}: need 0 <= start < end, got {start} and {end} (BED is 0-based, end exclusive)"
+                        f"{path}:{line_no}: need 0 <= start < end, got {start} and {end} (BED is 0-based, end "
+                        "exclusive)"
                     )
                 strand = fields[5] if len(fields) > 5 else "."
                 regions.append(
@@ -60,7 +61,8 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
                 )
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(
-            f"{path}:{line_no + 1}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it"
+            f"{path}:{line_no + 1}: the gzip stream ends early or is corrupt ({err}); the file is truncated, "
+            "re-download it"
         ) from None
     if not regions:
         raise DataError(f"{path}: no regions; a BED file needs lines 'chrom<TAB>start<TAB>end'")
@@ -78,7 +80,8 @@ def region_examples(
             raise DataError(f"{source}: region {region.id} is on {region.chrom!r}, which the reference FASTA lacks")
         if region.end > lengths[region.chrom]:
             raise DataError(
-                f"{source}: region {region.id} ends past {region.chrom} (length {lengths[region.chrom]:,}); is it the right assembly?"
+                f"{source}: region {region.id} ends past {region.chrom} (length {lengths[region.chrom]:,}); is "
+                "it the right assembly?"
             )
         seq = genome.fetch(region.chrom, region.start, region.end)
         seq = reverse_complement(seq) if region.strand == "-" else seq

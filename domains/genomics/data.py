@@ -25,7 +25,7 @@ from domains.genomics.fasta import DNA_CHARACTERS, InMemoryFasta, open_genome
 from domains.genomics.jaspar import DEFAULT_MOTIFS, JASPAR_RELEASE, load_motifs, scanner_predictions
 from domains.genomics.records import Example, apply_length_policy
 from domains.genomics.sources import load_examples
-from domains.genomics.tokenizer import CharTokenizer, load_tokenizer, make_tokenizer
+from domains.genomics.tokenizer import CharTokenizer, load_tokenizer, make_tokenizer, tokenizer_from_config
 from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
 
@@ -78,6 +78,21 @@ class GenomicsDataModule(BaseDataModule):
 
     def make_collate(self):
         return collate_sequences(self.tokenizer)
+
+    def accept_contract(self, contract: dict[str, Any]) -> None:
+        """Encode with the model's tokenizer; refuse samples longer than the model takes."""
+        wanted = contract.get("tokenizer")
+        if wanted and wanted != self.tokenizer.config():
+            log.info("encoding the data with the model's own tokenizer (%s)", wanted.get("kind", "?"))
+            self.use_tokenizer(tokenizer_from_config(wanted))
+        limit = contract.get("max_tokens")
+        longest = self.longest_input()
+        if limit and longest > limit:
+            raise ZooError(
+                f"the data has samples of {longest:,} tokens but {contract.get('model', 'the model')} takes at most "
+                f"{limit:,} (model.kwargs.max_seq_len); raise it, or shorten the data (data.max_length with "
+                "data.on_too_long=truncate|slide, or data.context_length)"
+            )
 
     def longest_input(self) -> int:
         """Most tokens any sample of the prepared splits has (to check against the model's limit)."""
@@ -180,7 +195,8 @@ class SequenceDataModule(GenomicsDataModule):
         classes = sorted({str(e.label) for e in self.splits["train"]})
         if len(classes) < 2:
             raise DataError(
-                f"{self.source}: the training split has {len(classes)} class ({', '.join(classes)}); classification needs two or more"
+                f"{self.source}: the training split has {len(classes)} class ({', '.join(classes)}); "
+                "classification needs two or more"
             )
         for split, examples in self.splits.items():
             unseen = next((e for e in examples if e.label is not None and str(e.label) not in classes), None)
@@ -386,7 +402,8 @@ class GenomeDataModule(GenomicsDataModule):
         spans = split_spans(self.genome.lengths, self.val_fraction, self.test_fraction, self.split, self.seed)
         if not spans["train"] or sum(e - s for _, s, e in spans["train"]) < self.context_length:
             raise DataError(
-                f"{self.source}: too little sequence for training windows of {self.context_length}; lower data.context_length"
+                f"{self.source}: too little sequence for training windows of {self.context_length}; lower "
+                "data.context_length"
             )
         self.train_set = self.windows(spans["train"], random=True)
         self.val_set = self.windows(spans["val"], limit=self.max_eval_windows)
@@ -429,7 +446,8 @@ class TokenDataModule(GenomeDataModule):
         names = sorted({r.name for r in self.regions})
         if any(n in ("", ".") for n in names):
             raise DataError(
-                f"{self.regions_path}: some regions have no name (BED column 4); name them or use data.label_by=presence"
+                f"{self.regions_path}: some regions have no name (BED column 4); name them or use "
+                "data.label_by=presence"
             )
         return ["background", *names]
 

@@ -26,26 +26,24 @@ from domains.genomics.embedded import MotifTask
 from domains.genomics.fasta import open_genome
 from domains.genomics.records import apply_length_policy
 from domains.genomics.sources import load_examples
-from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, load_tokenizer, tokenizer_from_config
+from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, tokenizer_from_config
+from zoo import create_model, from_pretrained, open_weights
 from zoo.errors import DataError, ZooError
-from zoo.hub import from_pretrained, read_checkpoint
 from zoo.io import atomic_path, write_text_atomic
 from zoo.layers.heads import pool_sequence
-from zoo.registry import create_model
-from zoo.training.runner import output_dir, write_run_record
+from zoo.training.runs import resolve_checkpoint, run_folder, write_run_record
 
 log = logging.getLogger(__name__)
 POOLS = ("mean", "max", "last", "none")
 
 
 def load_backbone(cfg: DictConfig, tokenizer: CharTokenizer) -> tuple[torch.nn.Module, CharTokenizer]:
-    ckpt, weights = cfg.get("ckpt_path"), cfg.get("weights")
-    if ckpt:
-        saved = read_checkpoint(Path(ckpt)).get("hyper_parameters", {}).get("tokenizer")
-        return from_pretrained(ckpt), tokenizer_from_config(saved) if saved else tokenizer
-    if weights:
-        folder_tokenizer = Path(str(weights)) / "tokenizer.json"
-        return from_pretrained(weights), load_tokenizer(folder_tokenizer) if folder_tokenizer.is_file() else tokenizer
+    """The backbone `ckpt_path` (`last` included) or `weights` names, with the tokenizer it was trained with."""
+    source = resolve_checkpoint(cfg) or cfg.get("weights")
+    if source:
+        weights = open_weights(source)
+        saved = weights.data_contract.get("tokenizer")
+        return from_pretrained(weights), tokenizer_from_config(saved) if saved else tokenizer
     log.warning(
         "embed: no ckpt_path or weights, so the model is randomly initialised: these features only time the model"
     )
@@ -146,7 +144,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         else ("cpu" if options.device == "auto" else options.device)
     )
     model = model.to(device).eval()
-    out = output_dir(cfg)
+    out = run_folder(cfg)
     target = Path(cfg.get("output") or out / "embeddings").with_suffix("")
     start = time.perf_counter()
     if options.region:

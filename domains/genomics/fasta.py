@@ -125,7 +125,8 @@ class _CheckedLines:
                 yield text
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise DataError(
-                f"{self.where()}: the gzip stream ends early or is corrupt ({err}); the file is truncated, re-download it"
+                f"{self.where()}: the gzip stream ends early or is corrupt ({err}); the file is truncated, "
+                "re-download it"
             ) from None
         finally:
             raw.close()
@@ -268,7 +269,8 @@ def build_fai(path: Path, allowed: bytes | None = DNA_CHARACTERS) -> list[FaiEnt
                 if bad:
                     position = current["length"] + bases_text.index(chr(bad[0])) + 1
                     raise DataError(
-                        f"{path}: record {current['name']!r}: illegal character {chr(bad[0])!r} at position {position}; "
+                        f"{path}: record {current['name']!r}: illegal character {chr(bad[0])!r} at position "
+                        f"{position}; "
                         "DNA may hold A C G T N and IUPAC codes; fix or remove the record"
                     )
             current["length"] += bases
@@ -351,7 +353,8 @@ class IndexedFasta:
 
     def _read(self, start: int, size: int) -> bytes:
         if self._handle is None:  # opened lazily, so the object pickles into DataLoader workers
-            self._handle = bgzf.BgzfReader(str(self.path), "rb") if self.bgzf else open(self.path, "rb")
+            # kept open across reads on purpose (random access by offset); __getstate__ drops it
+            self._handle = bgzf.BgzfReader(str(self.path), "rb") if self.bgzf else open(self.path, "rb")  # noqa: SIM115
         if self.bgzf:
             block = bisect.bisect_right(self.data_starts, start) - 1
             self._handle.seek(bgzf.make_virtual_offset(self.raw_starts[block], start - self.data_starts[block]))
@@ -364,7 +367,8 @@ class IndexedFasta:
         entry = self.entries.get(name)
         if entry is None:
             raise DataError(
-                f"{self.path}: no record {name!r}; it has {', '.join(list(self.entries)[:5])}{' ...' if len(self.entries) > 5 else ''}"
+                f"{self.path}: no record {name!r}; it has "
+                f"{', '.join(list(self.entries)[:5])}{' ...' if len(self.entries) > 5 else ''}"
             )
         start, end = max(0, start), min(end, entry.length)
         if end <= start:
@@ -378,7 +382,10 @@ class IndexedFasta:
 
 
 class InMemoryFasta:
-    """The same interface for sequences held in memory: files without random access (plain gzip, FASTQ), embedded data."""
+    """The same interface for sequences held in memory.
+
+    For files without random access (plain gzip, FASTQ) and the embedded data.
+    """
 
     def __init__(self, sequences: dict[str, str], path: str | os.PathLike = "<memory>"):
         self.sequences, self.path = sequences, Path(path)

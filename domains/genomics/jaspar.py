@@ -52,7 +52,8 @@ def database_path(release: str = JASPAR_RELEASE) -> Path:
     path = Path(str(resources.files("pyjaspar") / "data" / f"{release}.sqlite"))
     if not path.is_file():
         raise ZooError(
-            f"pyjaspar has no {release}.sqlite; install pyjaspar>=4 (it ships JASPAR2014-2026) or set data.jaspar_release"
+            f"pyjaspar has no {release}.sqlite; install pyjaspar>=4 (it ships JASPAR2014-2026) or set "
+            "data.jaspar_release"
         )
     return path
 

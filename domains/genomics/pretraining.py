@@ -24,7 +24,8 @@ from domains.genomics.metrics import IGNORE
 from domains.genomics.tasks import GenomicsTask
 from domains.genomics.tokenizer import DNATokenizer
 from zoo.errors import ZooError
-from zoo.models.base import language_model_kwargs, token_logits
+from zoo.factory import language_model_kwargs
+from zoo.models.base import token_logits
 
 OBJECTIVES = ("auto", "causal", "masked")
 

@@ -70,7 +70,8 @@ def apply_length_policy(
             out.append(example)
         elif policy == "error":
             raise DataError(
-                f"{source}: record {example.id!r} has {len(example.seq):,} bases, more than data.max_length={max_length:,}; "
+                f"{source}: record {example.id!r} has {len(example.seq):,} bases, more than "
+                f"data.max_length={max_length:,}; "
                 "set data.on_too_long=truncate or slide, raise data.max_length, or pick a longer-context model"
             )
         elif policy == "truncate":

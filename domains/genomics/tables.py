@@ -44,7 +44,8 @@ def _pick(
             return lower[name]
     if required:
         raise DataError(
-            f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with data.{what.replace(' ', '_')}_column. "
+            f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with "
+            f"data.{what.replace(' ', '_')}_column. "
             f"Columns are {', '.join(header)}"
         )
     return None

@@ -38,6 +38,9 @@ class GenomicsTask(BaseTask):
 
     def __init__(self, tokenizer: dict | None = None, classes: Sequence[str] = (), **kwargs: Any):
         super().__init__(**kwargs)
+        # A pretrained model brings its own tokenizer: its token ids are what the weights learned.
+        tokenizer = self.saved_contract().get("tokenizer") or tokenizer
+        self.hparams["tokenizer"] = tokenizer  # what a checkpoint of this task restores
         self.tokenizer: CharTokenizer = tokenizer_from_config(tokenizer) if tokenizer else DNATokenizer()
         self.classes = list(classes)
         vocab = getattr(getattr(self.backbone, "stem", None), "vocab_size", None)
@@ -49,23 +52,13 @@ class GenomicsTask(BaseTask):
 
     extra_tokens = 0  # tokens the task adds to each sample (soft prompts)
 
-    def setup(self, stage: str) -> None:
-        super().setup(
-            stage
-        )  # torch_threads: the demo ran 7x slower with two threads on two busy cores (docs/genomics.md)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "use_tokenizer"):
-            return
-        if datamodule.tokenizer.config() != self.tokenizer.config():
-            log.info("encoding the data with the model's own tokenizer (%s)", self.tokenizer.kind)
-            datamodule.use_tokenizer(self.tokenizer)
-        limit, longest = getattr(self.backbone, "max_seq_len", None), datamodule.longest_input() + self.extra_tokens
-        if limit and longest > limit:
-            raise ZooError(
-                f"the data has samples of {longest:,} tokens but {self.hparams.model} takes at most {limit:,} "
-                "(model.kwargs.max_seq_len); raise it, or shorten the data (data.max_length with "
-                "data.on_too_long=truncate|slide, or data.context_length)"
-            )
+    def data_contract(self) -> dict[str, Any]:
+        """The tokenizer, and the most tokens a sample may have (the model's limit less the task's own)."""
+        contract: dict[str, Any] = {"tokenizer": self.tokenizer.config(), "model": self.hparams.model}
+        limit = getattr(self.backbone, "max_seq_len", None)
+        if limit:
+            contract["max_tokens"] = int(limit) - self.extra_tokens
+        return contract
 
     def export_extras(self, folder: str) -> dict[str, str | bytes]:
         extras = {"tokenizer.json": self.tokenizer.to_json()}
@@ -123,7 +116,8 @@ class SequenceTask(ScoredTask):
             raise ZooError("task.rc_conjoin averages over both DNA strands; set it false for protein sequences")
         if pool == "cls" and not self.tokenizer.has_cls():
             raise ZooError(
-                "task.pool=cls needs a [CLS] token first: add data.prepend_cls=true (protein: data.add_special_tokens=true)"
+                "task.pool=cls needs a [CLS] token first: add data.prepend_cls=true "
+                "(protein: data.add_special_tokens=true)"
             )
         n = len(self.classes)
         self.regression = task_type == "regression"

@@ -126,7 +126,8 @@ class CharTokenizer:
         except UnicodeEncodeError:
             bad = next(i for i, c in enumerate(seq) if ord(c) > 127)
             raise DataError(
-                f"{where or 'sequence'}: non-ASCII character {seq[bad]!r} at position {bad + 1}; {self.describe_alphabet()}"
+                f"{where or 'sequence'}: non-ASCII character {seq[bad]!r} at position {bad + 1}; "
+                f"{self.describe_alphabet()}"
             ) from None
         ids = self._table[codes]
         if (ids < 0).any():
@@ -210,7 +211,7 @@ class DNATokenizer(CharTokenizer):
         return np.insert(ids, 0, self.ids[self.cls_token]) if self.prepend_cls else ids  # for `cls` pooling
 
     def complement_map(self) -> list[int]:
-        """Id of each token's complement (itself for N and special tokens): the `complement_map` of RC-equivariant models."""
+        """Id of each token's complement (itself for N and special tokens): RC-equivariant models' `complement_map`."""
         return [self.ids[DNA_COMPLEMENT[t]] if t in "ACGT" else i for i, t in enumerate(self.vocab)]
 
     def reverse_complement_ids(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

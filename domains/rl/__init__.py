@@ -8,13 +8,14 @@ popgym/<Task>[-Easy|-Medium|-Hard], gymnax/<any gymnax id>, meta/projected-<env>
 Policies (`model=`): s5, gru, lstm, mlp, transformer. See docs/rl.md.
 """
 
-import domains.rl.policy_cores  # noqa: F401  (registers the gru/lstm/mlp/transformer policy cores)
+# The policy cores (gru/lstm/mlp/transformer/s5 policies) are declared in pyproject.toml's
+# `longzoo.models` entry points: zoo.registry imports them on first lookup, not this package.
 
 EXAMPLES = [
     "zoo rl train experiment=cartpole                      # CartPole-v1 solved in minutes (MLP policy)",
     "zoo rl train env=CartPole-v1 model=s5",
     "zoo rl train experiment=memory env=popgym/RepeatPrevious model=gru   # or s5, lstm, mlp, transformer",
-    "zoo rl train experiment=meta_association model=gru     # in-context meta-RL: return rises over held-out projections",
+    "zoo rl train experiment=meta_association model=gru     # in-context meta-RL over held-out projections",
     "zoo rl train experiment=meta_bandit model=s5           # in-context meta-RL on a permuted two-armed bandit",
     "zoo rl train experiment=meta_cartpole                  # in-context meta-RL on projected CartPole",
     "zoo rl eval ckpt_path=last                              # mean/std return, learning curve, episode GIF",

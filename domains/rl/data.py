@@ -15,6 +15,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from domains.rl.envs import make_env
+from zoo.errors import ZooError
 from zoo.training import BaseDataModule
 
 
@@ -54,6 +55,14 @@ class RolloutDataModule(BaseDataModule):
         self.train_set = Indices(self.iterations_per_epoch)
         self.val_set = Indices(1)
         self.test_set = Indices(1)
+
+    def accept_contract(self, contract: dict[str, Any]) -> None:
+        trained_on = contract.get("env")
+        if trained_on is not None and trained_on != self.env:
+            raise ZooError(
+                f"this policy was trained on env {trained_on!r}, not {self.env!r}; "
+                f"evaluate it with env={trained_on} or train a new policy"
+            )
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"in_features": self.probe.obs_dim}

@@ -1,29 +1,24 @@
-"""Saving and loading a whole RL policy as a zoo hub folder.
+"""A trained RL policy back in Python: `load_policy(source)` -> (agent, spec).
 
-The folder is a normal zoo model folder for the backbone (`zoo.hub`), plus
-`rl_heads.safetensors` (actor and critic heads) and `rl_policy.json` (the
-environment and its spaces), so `from_pretrained` still loads the backbone
-alone and `load_policy` rebuilds the agent.
+`zoo rl export` writes a zoo folder whose task record holds the PPO task's
+hyper-parameters (environment, spaces) and whose `task.safetensors` holds the
+actor-critic heads, so the policy is restored the same way from a folder, an
+`hf://` address or a training `.ckpt`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save
-
-from domains.rl.agent import ActorCriticHeads, Agent
-from zoo.errors import ZooError
-from zoo.hub import from_pretrained, resolve, save_pretrained
-
-HEADS_FILE = "rl_heads.safetensors"
-SPEC_FILE = "rl_policy.json"
+from domains.rl.agent import Agent
+from zoo.factory import open_weights
+from zoo.training.loading import restore_task
 
 
-def policy_extras(task: Any) -> dict[str, str | bytes]:
+def load_policy(source: str | os.PathLike) -> tuple[Agent, dict[str, Any]]:
+    """(agent in eval mode, spec: env, env_kwargs, num_actions, head_hidden, iterations)."""
+    task = restore_task(open_weights(source), fallback="domains.rl.tasks.PPOTask")
     hp = task.hparams
     spec = {
         "env": hp.env,
@@ -32,36 +27,4 @@ def policy_extras(task: Any) -> dict[str, str | bytes]:
         "head_hidden": hp.head_hidden,
         "iterations": int(task.iteration),
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in task.heads.state_dict().items()}
-    return {HEADS_FILE: save(state), SPEC_FILE: json.dumps(spec, indent=2) + "\n"}
-
-
-def save_policy(task: Any, folder: str | os.PathLike, card: dict | None = None) -> Path:
-    return save_pretrained(task.backbone, folder, card=card, extra_files=policy_extras(task))
-
-
-def load_policy(source: str | os.PathLike) -> tuple[Agent, dict]:
-    """(agent, spec) from a folder written by `save_policy` / `zoo rl export`."""
-    import domains.rl.policy_cores  # noqa: F401  (registers the baseline cores)
-
-    path = resolve(source)
-    if not (path / SPEC_FILE).is_file():
-        raise ZooError(
-            f"{path} has no {SPEC_FILE}: it holds a backbone but not an RL policy; export one with `zoo rl export`"
-        )
-    spec = json.loads((path / SPEC_FILE).read_text())
-    backbone = from_pretrained(path)
-    heads = ActorCriticHeads(backbone.num_features, spec["num_actions"], spec["head_hidden"])
-    heads.load_state_dict(load_file(str(path / HEADS_FILE)))
-    return Agent(backbone.eval(), heads.eval()), spec
-
-
-def load_heads_if_present(heads: ActorCriticHeads, weights: str | os.PathLike | None) -> bool:
-    """Load the actor-critic heads shipped beside a backbone in `weights` (a policy folder); False if none."""
-    if not weights or str(weights).endswith(".ckpt"):
-        return False
-    path = resolve(weights)
-    if not (path / HEADS_FILE).is_file():
-        return False
-    heads.load_state_dict(load_file(str(path / HEADS_FILE)))
-    return True
+    return task.agent, spec  # restore_task left every module in eval mode

@@ -21,8 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-import domains.rl.s5_policy  # registers s5_policy_small (and the next line transformer_policy_small)
-import domains.rl.trial_transformer  # noqa: F401  (registers transformer_policy_small)
 from zoo.layers.heads import InputStem
 from zoo.models.base import SequenceBackbone
 from zoo.registry import register_model

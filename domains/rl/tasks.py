@@ -23,7 +23,6 @@ import torch
 from domains.rl.agent import ActorCriticHeads, Agent
 from domains.rl.envs import make_env
 from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS
-from domains.rl.hub import load_heads_if_present
 from domains.rl.ppo import PPOConfig, ppo_update
 from domains.rl.rollout import RolloutCollector, evaluate_policy, trial_returns
 from zoo.errors import ZooError
@@ -46,17 +45,22 @@ class PPOTask(BaseTask):
         val_episodes: int = 20,
         eval_episodes: int = 100,
         eval_seed: int = 1000,
-        torch_threads: int | None = 1,
         compile_rollout: bool = False,
         train_dir: str | None = None,
         **kwargs: Any,
     ):
-        super().__init__(torch_threads=torch_threads, **kwargs)  # 1: PPO's loop is thousands of tiny ops (docs/rl.md)
+        super().__init__(**kwargs)
         self.automatic_optimization = False
         self.ppo_config = PPOConfig(**dict(ppo or {}))
         self.heads = ActorCriticHeads(self.backbone.num_features, num_actions, head_hidden)
-        if load_heads_if_present(self.heads, kwargs.get("weights")):
-            log.info("loaded the actor-critic heads from %s", kwargs.get("weights"))
+        heads = {
+            k[len("heads.") :]: v
+            for k, v in (self.weights.task_state if self.weights else {}).items()
+            if k.startswith("heads.")
+        }
+        if heads:  # a policy exported by `zoo rl export` or a .ckpt: fine-tune its heads too
+            self.heads.load_state_dict(heads)
+            log.info("loaded the actor-critic heads from %s", self.weights.source)
         self.agent = Agent(self.backbone, self.heads)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.collector: RolloutCollector | None = None
@@ -68,15 +72,10 @@ class PPOTask(BaseTask):
         kwargs = {**dict(self.hparams.env_kwargs or {}), **overrides}
         return make_env(self.hparams.env, num_envs, self.device, **kwargs)
 
+    def data_contract(self) -> dict[str, Any]:
+        return {"env": self.hparams.env, "env_kwargs": dict(self.hparams.env_kwargs or {})}
+
     def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        wanted = getattr(datamodule, "env", None)
-        if wanted is not None and wanted != self.hparams.env:
-            raise ZooError(
-                f"this checkpoint was trained on env {self.hparams.env!r}, not {wanted!r}; "
-                f"evaluate it with env={self.hparams.env} or train a new policy"
-            )
         probe = self.env(1)
         if probe.obs_dim != self.backbone.stem.in_features or probe.num_actions != self.hparams.num_actions:
             raise ZooError(
@@ -159,9 +158,3 @@ class PPOTask(BaseTask):
             draw_outputs(self, folder)
         except Exception as err:  # plots are a convenience: never lose a finished evaluation to them
             log.warning("could not draw RL plots in %s: %s", folder, err)
-
-    def export_extras(self, folder: str) -> dict[str, str | bytes]:
-        """The actor-critic heads and env spec beside the backbone (see domains.rl.hub)."""
-        from domains.rl.hub import policy_extras
-
-        return policy_extras(self)

@@ -118,7 +118,7 @@ def hf_config(size: dict, filter_args: dict = RELEASED_FILTER) -> dict:
 
 
 def write_lightning(folder: Path, ref: torch.nn.Module, config: dict) -> Path:
-    """`config.json` + `weights.ckpt` as Lightning writes it: state_dict, omegaconf hyper-parameters, optimizer state."""
+    """`config.json` + `weights.ckpt` as Lightning writes it: state_dict, omegaconf hyper-parameters, optimizer."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config))
     ckpt = {

@@ -154,11 +154,13 @@ def _zoo_kwargs(config: dict, where: str) -> dict:
         return kwargs
     if config.get("model_type") != "hyenadna":
         raise ZooError(
-            f"{where}: neither a HyenaDNA Lightning config (no 'layer' dict) nor a '-hf' config (model_type != 'hyenadna')"
+            f"{where}: neither a HyenaDNA Lightning config (no 'layer' dict) nor a '-hf' config (model_type != "
+            "'hyenadna')"
         )
     if config.get("hyena_order", 2) != 2:
         raise ZooError(
-            f"{where}: hyena_order={config['hyena_order']} is not supported (the official codes disagree on the filter layout beyond order 2)"
+            f"{where}: hyena_order={config['hyena_order']} is not supported (the official codes disagree on the "
+            "filter layout beyond order 2)"
         )
     d_model = config["d_model"]
     return dict(

@@ -98,7 +98,8 @@ class FFTLongConv(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[1] > self.max_len:
             raise ZooError(
-                f"FFTLongConv: sequence length {x.shape[1]} exceeds max_len {self.max_len}; build the layer with a larger max_len"
+                f"FFTLongConv: sequence length {x.shape[1]} exceeds max_len {self.max_len}; build the layer "
+                "with a larger max_len"
             )
         y = fftconv(x.transpose(1, 2), self.kernel, self.skip, causal=self.causal, mask=mask)
         return y.transpose(1, 2)

@@ -225,7 +225,10 @@ def causal_depthwise_conv(
 
 
 class Mamba(nn.Module):
-    """The Mamba mixer (mamba_simple.Mamba): in_proj -> causal conv -> SiLU -> selective SSM, gated by SiLU(z) -> out_proj."""
+    """The Mamba mixer (mamba_simple.Mamba).
+
+    in_proj -> causal conv -> SiLU -> selective SSM, gated by SiLU(z) -> out_proj.
+    """
 
     def __init__(
         self,

@@ -38,19 +38,12 @@ builds; should it fail to compile there, "auto" warns once and runs
 "parallel"), else "parallel" (~2 log2 L kernel launches). On CPU "chunked", except "loop" when a step is wide (at least
 `CPU_LOOP_MIN_WIDTH` real numbers, a complex one counting two) or the sequence
 is short (the chunked kernel itself falls back to the loop below ~3 chunks).
-Measured single-threaded on the 2-core CPU (benchmarks/layers_fftconv_scan.py,
-fwd+bwd CPU time, complex64): the loop pays ~5-10 us of dispatch per step and
-chunked three times the arithmetic, so chunked wins on narrow steps
-(1 x 16384 x 64: 31 ms vs 297 ms; 4 x 4096 x 64: 42 vs 60) and the loop on
-wide ones (32 x 1024 x 64: 44 ms vs 85 ms); the odd-even scan's extra memory
-traffic puts it second or third on CPU.
+The timings behind this rule: docs/layers.md, "Why `auto` picks this way".
 
 `complex_scan_as_real` runs a complex scan as a real one (real and imaginary
 parts as two channels, each step a 2x2 rotation-scale), optionally under
-torch.compile, which cannot compile complex arithmetic. On the CPU measured it
-loses to the complex kernels (eager: 2-5x slower than the loop; compiled, after
-20-100 s of compilation: 99 ms vs the loop's 44 ms at 32 x 1024 x 64 and 179 ms
-vs chunked's 31 ms at 1 x 16384 x 64); it is kept for compilers and
+torch.compile, which cannot compile complex arithmetic. It is slower than the
+complex kernels on CPU (same docs section) and is kept for compilers and
 accelerators without complex support.
 """
 
@@ -201,7 +194,8 @@ def _triton_or_parallel(a: torch.Tensor, b: torch.Tensor, reverse: bool = False)
         except Exception as err:  # a Triton/driver combination that can't build it: stay correct, warn once
             _triton_failed = True
             warnings.warn(
-                f"linear_scan: the Triton kernel failed ({type(err).__name__}: {err}); using method='parallel'"
+                f"linear_scan: the Triton kernel failed ({type(err).__name__}: {err}); using method='parallel'",
+                stacklevel=2,
             )
     return _parallel_kernel(a, b, reverse)
 
@@ -395,7 +389,9 @@ def _real_pair_kernel(
         except Exception as err:  # a missing compiler or an unsupported op: run eagerly
             if step is _real_pair_step:
                 raise
-            warnings.warn(f"complex_scan_as_real: torch.compile failed ({type(err).__name__}); running eagerly")
+            warnings.warn(
+                f"complex_scan_as_real: torch.compile failed ({type(err).__name__}); running eagerly", stacklevel=2
+            )
             _compiled_step = step = _real_pair_step
             out[:, start:stop] = step(a2[:, start:stop], b2[:, start:stop], h)
         h = out[:, stop - 1]

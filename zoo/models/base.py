@@ -6,6 +6,19 @@ them (`global_pool`, '' keeps every token) and applies the classifier `head`
 (`num_classes=0` makes it the identity). `reset_classifier` swaps the head, as
 in timm. Recurrent backbones also implement `init_state(batch)` and
 `step(x_t, state) -> (y_t, state)`, whose outputs over time equal `forward`.
+
+Capabilities are class attributes, read by tasks through `zoo.registry.model_class(name)`
+without building a model (never from a module's file name):
+
+- `recurrent`: `init_state`/`step` exist and equal `forward` position by position.
+- `causal`: position t sees only positions <= t.
+- `resettable`: `forward(x, reset=...)` and `step(x_t, state, reset_t)` take episode starts
+  `(B, L)` / `(B,)` and restart the state there (the RL step contract; policy cores also
+  give `forward_chunk(x, state, reset) -> (y, state)` to continue a rollout from a state).
+- `forecaster`: how a forecasting task calls the model: "encoder_decoder" (Informer),
+  "window" (a whole input window to a whole horizon), "autoregressive" (AR-Net), or None
+  (a sequence backbone under the generic head).
+- `closed_form`: fitted without gradients by the task's `fit_closed_form` (baselines).
 """
 
 from __future__ import annotations
@@ -27,6 +40,12 @@ class SequenceBackbone(nn.Module):
     recurrent = False
     #: whether position t only sees positions <= t.
     causal = True
+    #: whether forward/step take `reset` (episode starts) and restart the state there.
+    resettable = False
+    #: how a forecasting task calls it (see the module docstring); None: the generic head.
+    forecaster: str | None = None
+    #: fitted without gradients (`fit_closed_form`), e.g. a forecasting baseline.
+    closed_form = False
 
     def init_head(self, num_features: int, num_classes: int = 0, global_pool: str = "", drop_rate: float = 0.0) -> None:
         if global_pool not in POOL_MODES:
@@ -97,25 +116,6 @@ def has_lm_head(backbone: nn.Module) -> bool:
     """Whether next-token logits come from the backbone's own `lm_logits` (HyenaDNA's tied embedding,
     Bio-xLSTM's LM head) rather than from its classifier head."""
     return callable(getattr(backbone, "lm_logits", None)) and getattr(backbone, "num_classes", 0) == 0
-
-
-def language_model_kwargs(name: str, model_kwargs: dict[str, Any], vocab_size: int | None = None) -> dict[str, Any]:
-    """`model_kwargs` for `name` as a next-token model, unpooled.
-
-    A family with its own `lm_logits` gets no classifier (`num_classes=0`); any other
-    predicts tokens through a classifier as wide as the vocabulary (`model_kwargs["vocab_size"]`,
-    else `vocab_size`).
-    """
-    from zoo.registry import create_model
-
-    with torch.device("meta"):  # the architecture only, no weights allocated
-        probe = create_model(name, **{**model_kwargs, "num_classes": 0, "global_pool": ""})
-    own_head = callable(getattr(probe, "lm_logits", None))
-    return {
-        **model_kwargs,
-        "num_classes": 0 if own_head else model_kwargs.get("vocab_size", vocab_size),
-        "global_pool": "",
-    }
 
 
 def token_logits(backbone: nn.Module, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

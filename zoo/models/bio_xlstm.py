@@ -308,7 +308,10 @@ _DNA = {"vocab_size": 12, "m_round_proj_up_dim_up": False}
 
 @register_model
 def dna_xlstm_500k(**kw) -> BioXLSTM:
-    """DNA-xLSTM small (0.44M parameters): width 128, four mLSTM blocks, as the official README's pre-training command."""
+    """DNA-xLSTM small (0.44M parameters): width 128, four mLSTM blocks.
+
+    As the official README's pre-training command.
+    """
     return BioXLSTM(**{**_DNA, "dim": 128, "depth": 4, **kw})
 
 
@@ -323,7 +326,10 @@ def dna_xlstm_2m(**kw) -> BioXLSTM:
 
 @register_model
 def prot_xlstm_26m(**kw) -> BioXLSTM:
-    """Prot-xLSTM-26M: width 512, 16 mLSTM blocks, 38 tokens, RoPE over the inner dim (base 500k), trained to 2^17 tokens."""
+    """Prot-xLSTM-26M: width 512, 16 mLSTM blocks, 38 tokens, RoPE over the inner dim (base 500k).
+
+    Trained to 2^17 tokens.
+    """
     return BioXLSTM(
         **{"vocab_size": 38, "dim": 512, "depth": 16, "m_rope_theta": 500_000.0, "m_rope_mode": "inner", **kw}
     )

@@ -14,7 +14,9 @@ class BaseDataModule(pl.LightningDataModule):
 
     `model_kwargs()` and `task_kwargs()` pass facts only the data knows (vocabulary
     size, input channels, class names) to the model and task; `run(cfg)` merges them
-    over the config.
+    over the config. The other way, `accept_contract(contract)` receives a built or
+    restored task's `data_contract()` (its tokenizer, channels, environment): a
+    datamodule adopts it or says in one line why this data cannot meet it.
     """
 
     collate_fn: Callable | None = None
@@ -35,6 +37,9 @@ class BaseDataModule(pl.LightningDataModule):
 
     def task_kwargs(self) -> dict[str, Any]:
         return {}
+
+    def accept_contract(self, contract: dict[str, Any]) -> None:
+        """Adopt the task's data contract (called by the runner after setup, before any batch)."""
 
     def _sampler(self, dataset: Dataset, shuffle: bool) -> DistributedSampler | None:
         """The datamodule deals its own samples (the trainer configs set use_distributed_sampler=false).

@@ -2,43 +2,43 @@
 
 Modes: `train` and `finetune` (fit, then test the best checkpoint), `eval`
 (test), `predict` (stream rows to a CSV), `export` (write a hub folder). A
-config with `runner: pkg.module.function` is handed to that function instead,
-for domain verbs that are not a Lightning loop (sampling, embedding export).
+verb's config with `runner: pkg.module.function` is handed to that function
+instead (sampling, embedding export): such commands are written on the same
+public pieces (`zoo.training.runs`, `zoo.training.loading`).
+
+A model class with `closed_form = True` (a forecasting baseline) is fitted by
+`task.fit_closed_form(datamodule)` instead of gradient steps, then tested and
+checkpointed like any other run. `threads` (top-level config) pins torch's
+intra-op threads for the command: small models on a busy CPU only spin-wait on
+extra threads.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, get_method, instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
 
 from zoo.errors import ZooError
+from zoo.factory import open_weights
 from zoo.hub import save_pretrained
-from zoo.io import write_text_atomic
-from zoo.registry import is_model, list_models, unknown_name_error
-from zoo.training.checkpointing import AtomicCheckpointIO, find_last_checkpoint
+from zoo.registry import is_model, list_models, model_class, unknown_name_error
+from zoo.training.checkpointing import AtomicCheckpointIO
+from zoo.training.loading import build_task, load_for_inference, plain_hparams
+from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
 from zoo.training.writers import StreamingCSVWriter
 
 log = logging.getLogger(__name__)
 
 MODES = ("train", "finetune", "eval", "predict", "export")
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run folder: Hydra's output dir inside a Hydra app, `paths.output_dir` otherwise."""
-    try:
-        path = Path(cfg.paths.output_dir)
-    except InterpolationResolutionError:
-        path = Path(cfg.paths.log_dir) / str(cfg.domain) / str(cfg.mode) / str(cfg.paths.run_id)
-    return path
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -63,30 +63,39 @@ def check_model_name(cfg: DictConfig) -> None:
         raise unknown_name_error(str(name), list_models())
 
 
-def resolve_ckpt(cfg: DictConfig) -> str | None:
-    ckpt = cfg.get("ckpt_path")
-    if ckpt in (None, ""):
-        return None
-    if ckpt == "last":
-        return str(find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.domain)))
-    if not Path(ckpt).is_file():
-        raise ZooError(
-            f"ckpt_path={ckpt!r} does not exist; give a .ckpt file from a run's checkpoints/ folder, or ckpt_path=last"
-        )
-    return str(ckpt)
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Pin torch's intra-op threads for the command (None: leave torch's default), restored after."""
+    saved = torch.get_num_threads()
+    if threads is not None:
+        if int(threads) < 1:
+            raise ZooError(f"threads={threads}: give a positive number of threads, or threads=null for torch's default")
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
-def build_task(
-    cfg: DictConfig, datamodule: pl.LightningDataModule, ckpt: str | None, from_checkpoint: bool
-) -> pl.LightningModule:
-    """Fresh from the config (train/finetune), or restored from `ckpt` (eval/predict/export)."""
-    task_cls = get_class(cfg.task._target_)
-    if from_checkpoint and ckpt:
-        return task_cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    configured = OmegaConf.select(cfg, "model.kwargs") or OmegaConf.create({})
-    model_kwargs = {**OmegaConf.to_container(configured, resolve=True), **datamodule.model_kwargs()}
-    return instantiate(
-        cfg.task, model_kwargs=model_kwargs, **datamodule.task_kwargs(), _recursive_=False, _convert_="all"
+def is_closed_form(cfg: DictConfig) -> bool:
+    name = OmegaConf.select(cfg, "model.name")
+    return bool(name) and bool(getattr(model_class(str(name)), "closed_form", False))
+
+
+def export_task(task: pl.LightningModule, target: Path, command: str | None) -> Path:
+    """The task's backbone as a zoo folder, with everything needed to rebuild the task around it."""
+    backbone_keys = {f"backbone.{k}" for k in task.backbone.state_dict()}
+    task_state = {k: v for k, v in task.state_dict().items() if k not in backbone_keys}
+    record = task.task_record()
+    record["hparams"] = plain_hparams(record["hparams"], f"export of {record['target']}")
+    return save_pretrained(
+        task.backbone,
+        target,
+        card={"command": command},
+        extra_files=task.export_extras(str(target)),
+        task=record,
+        task_state=task_state,
+        data_contract=task.data_contract(),
     )
 
 
@@ -99,38 +108,48 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    if cfg.get("runner"):
-        return get_method(cfg.runner)(cfg)
-    mode = str(cfg.mode)
-    if mode not in MODES:
-        raise ZooError(
-            f"mode={mode!r} is not one of {', '.join(MODES)}; this domain's other verbs have their own config"
-        )
-    check_model_name(cfg)
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    out = output_dir(cfg)
-    ckpt = resolve_ckpt(cfg)
-    if mode in ("eval", "predict", "export") and not (ckpt or cfg.get("weights")):
-        raise ZooError(
-            f"`{mode}` needs trained weights: add ckpt_path=<run>/checkpoints/best.ckpt (or ckpt_path=last) or weights=<folder|hf://org/repo>"
-        )
+    with torch_threads(cfg.get("threads")):
+        if cfg.get("runner"):  # a domain verb: one writer per run folder all the same
+            with lock_run(run_folder(cfg)):
+                return get_method(cfg.runner)(cfg)
+        mode = str(cfg.mode)
+        if mode not in MODES:
+            raise ZooError(
+                f"mode={mode!r} is not one of {', '.join(MODES)}; this domain's other verbs have their own config"
+            )
+        check_model_name(cfg)
+        out = run_folder(cfg)
+        resuming = mode in TRAINING_MODES and cfg.get("ckpt_path") not in (None, "")
+        with lock_run(out, fresh_training=mode in TRAINING_MODES and not resuming):
+            return _run_locked(cfg, mode, out)
 
+
+def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    closed_form = is_closed_form(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "finetune": "fit", "eval": "test"}.get(mode, "predict"))
-    task = build_task(cfg, datamodule, ckpt, from_checkpoint=mode in ("eval", "predict", "export"))
+    ckpt = None
+    if mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path")):
+        ckpt = resolve_checkpoint(cfg)  # a resume: Lightning restores the task from it in fit
+        weights = open_weights(cfg.weights) if cfg.get("weights") else None
+        task = build_task(cfg, datamodule, weights)
+    else:
+        task, _ = load_for_inference(cfg, datamodule)
+    datamodule.accept_contract(task.data_contract())
+    if closed_form:
+        task.fit_closed_form(datamodule)
 
     result: dict[str, Any] = {"mode": mode, "model": OmegaConf.select(cfg, "model.name"), "output_dir": str(out)}
     if mode == "export":
-        target = Path(cfg.get("output") or out / "model")
-        save_pretrained(
-            task.backbone, target, card={"command": cfg.get("command")}, extra_files=task.export_extras(str(target))
-        )
+        target = export_task(task, Path(cfg.get("output") or out / "model"), cfg.get("command"))
         result["model_dir"] = str(target)
     elif mode == "predict":
         if type(task).predict_step is pl.LightningModule.predict_step:
             raise ZooError(
-                f"domain {cfg.domain!r} has no `predict` ({type(task).__name__} defines no predict_step); use `zoo {cfg.domain} eval`"
+                f"domain {cfg.domain!r} has no `predict` ({type(task).__name__} defines no predict_step); "
+                f"use `zoo {cfg.domain} eval`"
             )
         writer = StreamingCSVWriter(cfg.get("output") or out / "predictions.csv")
         trainer = build_trainer(cfg, [writer])
@@ -139,11 +158,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result.update(predictions=str(writer.output), rows=writer.rows_written)
     else:
         trainer = build_trainer(cfg)
+        fit_metrics: dict[str, Any] = {}
         if mode == "eval":
             trainer.test(task, datamodule=datamodule)
+        elif closed_form:
+            trainer.validate(task, datamodule=datamodule)
+            fit_metrics = _scalars(trainer.callback_metrics)
+            if cfg.get("test_after_fit", True) and getattr(datamodule, "test_set", None) is not None:
+                trainer.test(task, datamodule=datamodule)
+            best = out / "checkpoints" / "best.ckpt"
+            trainer.save_checkpoint(best, weights_only=False)
+            result["best_checkpoint"] = str(best)
         else:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
             fit_metrics = _scalars(trainer.callback_metrics)
+            log_stop_reason(trainer)
             if cfg.get("test_after_fit", True) and getattr(datamodule, "test_set", None) is not None:
                 best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
                 trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -152,16 +181,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 last = Path(trainer.checkpoint_callback.dirpath or out) / "last.ckpt"
                 if last.is_file():  # absent when callbacks.last_checkpoint=null
                     result["last_checkpoint"] = str(last)
-        result["metrics"] = {**(fit_metrics if mode != "eval" else {}), **_scalars(trainer.callback_metrics)}
+        result["metrics"] = {**fit_metrics, **_scalars(trainer.callback_metrics)}
         if not trainer.is_global_zero:
             return result
     write_run_record(out, cfg, result)
     return result
 
 
-def write_run_record(out: Path, cfg: DictConfig, result: dict[str, Any]) -> None:
-    """The run folder's `config.yaml` and `metrics.json` (for domain runners too), each written atomically."""
-    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=False))
-    write_text_atomic(
-        out / "metrics.json", json.dumps(result, indent=2) + "\n"
-    )  # last: its presence means the run finished
+def log_stop_reason(trainer: pl.Trainer) -> None:
+    """Say why training ended: early stopping (epoch, metric) or the epoch/step budget."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
+    if stopper is not None and stopper.stopped_epoch > 0:
+        log.info(
+            "training stopped early at epoch %d: %s did not improve for %d epochs (best %.4g)",
+            stopper.stopped_epoch,
+            stopper.monitor,
+            stopper.patience,
+            float(stopper.best_score),
+        )
+    else:
+        log.info(
+            "training ended after %d epochs (%d steps), the configured budget",
+            trainer.current_epoch,
+            trainer.global_step,
+        )

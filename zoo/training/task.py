@@ -9,9 +9,14 @@ with `weights_decide_architecture = True` builds what the weights record (a
 zoo folder, a `.ckpt`, a converted release) rather than `model`, keeping only
 its `task_set_kwargs` (the head), so `finetune weights=...` needs no matching `model=`.
 Optimizer and scheduler are Hydra partials (or their configs with `_target_`),
-instantiated only in `configure_optimizers`. `torch_threads` pins torch's
-intra-op threads while the task runs (restored on teardown): small models on
-a shared CPU only spin-wait on extra threads.
+instantiated only in `configure_optimizers`.
+
+What the task's inputs must look like (a tokenizer, channel names, an
+environment) is its `data_contract()`: saved in every checkpoint
+(`checkpoint["zoo"]`) and exported folder, handed by the runner to the
+datamodule (`BaseDataModule.accept_contract`) once the task exists, so a
+restored model always reads data the way it was trained. A task never reaches
+into `trainer.datamodule` for it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from zoo.hub import architecture_for, load_state_into, read_source
-from zoo.registry import create_model
+from zoo.factory import Weights, architecture_for, create_model, load_state_into, open_weights
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +59,12 @@ class BaseTask(pl.LightningModule):
         self,
         model: str = "test_transformer",
         model_kwargs: dict[str, Any] | None = None,
-        weights: str | None = None,
+        weights: str | Weights | None = None,
         freeze_backbone: bool = False,
         optimizer: Callable | dict | None = None,
         scheduler: Callable | dict | None = None,
         scheduler_interval: str = "step",
         backbone_lr_scale: float = 1.0,
-        torch_threads: int | None = None,
     ):
         super().__init__()
         # Callables (partials) can't be stored in a weights_only checkpoint; configs (dicts) can.
@@ -71,15 +74,14 @@ class BaseTask(pl.LightningModule):
         self.save_hyperparameters(ignore=unsaved)
         self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
         model_kwargs = dict(_plain(model_kwargs) or {})
+        self.weights = open_weights(weights) if weights else None  # read once; subclasses take their files from it
         if self.weights_decide_architecture:
-            model, model_kwargs, state = architecture_for(model, model_kwargs, weights, keep=self.task_set_kwargs)
-        else:
-            state = read_source(weights)[0] if weights else None
+            model, model_kwargs = architecture_for(model, model_kwargs, self.weights, keep=self.task_set_kwargs)
         model_kwargs = self.backbone_kwargs(model, model_kwargs)
         self.hparams["model"], self.hparams["model_kwargs"] = model, model_kwargs  # what a restored checkpoint rebuilds
         self.backbone = create_model(model, **model_kwargs)
-        if state is not None:
-            load_state_into(self.backbone, state, str(weights))
+        if self.weights is not None:
+            load_state_into(self.backbone, self.weights.state_dict, self.weights.source)
         if freeze_backbone:
             self.freeze_backbone()
 
@@ -90,17 +92,23 @@ class BaseTask(pl.LightningModule):
         """
         return model_kwargs
 
-    # ------------------------------------------------------------------ threads
+    # ------------------------------------------------------------------ contract
 
-    def setup(self, stage: str) -> None:
-        if self.hparams.get("torch_threads") and not hasattr(self, "_saved_threads"):
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(int(self.hparams.torch_threads))
+    def data_contract(self) -> dict[str, Any]:
+        """What this task's inputs must look like, JSON-serialisable (e.g. `{"tokenizer": {...}}`)."""
+        return {}
 
-    def teardown(self, stage: str) -> None:
-        if hasattr(self, "_saved_threads"):
-            torch.set_num_threads(self._saved_threads)
-            del self._saved_threads
+    def saved_contract(self) -> dict[str, Any]:
+        """The data contract recorded with `weights` (empty without weights or record)."""
+        return dict(self.weights.data_contract) if self.weights is not None else {}
+
+    def task_record(self) -> dict[str, Any]:
+        """How to rebuild this task: its class and hyper-parameters (what `zoo.load_pipeline` reads)."""
+        cls = type(self)
+        return {"target": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo"] = {"task": self.task_record()["target"], "data_contract": self.data_contract()}
 
     # ------------------------------------------------------------------ parameters
 

@@ -26,7 +26,7 @@ class StreamingCSVWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.partial, "w", newline="")
+        self._handle = open(self.partial, "w", newline="")  # noqa: SIM115  (kept open across predict batches)
         self._writer, self.rows_written = None, 0
 
     def write_on_batch_end(

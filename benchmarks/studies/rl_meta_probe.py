@@ -1,7 +1,7 @@
 """Can a policy core learn the projected association in context? The meta-RL task as supervised learning.
 
-    python benchmarks/rl_meta_probe.py [--cores s5 gru mlp] [--cues 4] [--episodes 8] [--updates 600] [--lr 1e-3]
-                                       [--head linear|mlp] [--set '{"s5": {"dt_max": 1.0}}']
+    python -m benchmarks.studies.rl_meta_probe [--cores s5 gru mlp] [--cues 4] [--episodes 8] [--updates 600]
+        [--lr 1e-3] [--head linear|mlp] [--set '{"s5": {"dt_max": 1.0}}']
 
 Inputs are `meta/projected-Association` observations (trials of `--episodes`
 two-step episodes; what the agent sees never depends on its actions, so a
@@ -31,14 +31,14 @@ from domains.rl.envs import make_env
 from domains.rl.envs.association import best_accuracy
 from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS as HELD_OUT
 from domains.rl.policy_cores import core_config
-from zoo.registry import create_model
+from zoo import create_model
 
 
 def trials(env, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One trial per env copy: observations (B, 2E, D) and the right agent action at each step (-1 at feedback steps)."""
+    """One trial per env copy: observations (B, 2E, D) and the right agent action per step (-1 at feedback steps)."""
     obs, state = env.reset(seed)
     xs, ys = [], []
-    for t in range(2 * env.episodes_per_trial):
+    for _ in range(2 * env.episodes_per_trial):
         answer = (state["perm"] == state["inner"]["cue"].unsqueeze(1)).float().argmax(1)
         xs.append(obs)
         ys.append(torch.where(state["inner"]["time"] == 0, answer, -1))

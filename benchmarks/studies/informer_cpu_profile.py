@@ -1,6 +1,6 @@
 """Where an Informer training step's CPU time goes, and what that means for an ETTh1 epoch.
 
-The workload is the allocator benchmark's (`benchmarks.cpu_allocator.informer_training_step`:
+The workload is the allocator benchmark's (`benchmarks.studies.cpu_allocator.informer_training_step`:
 `informer_base` at the official ETTh1 windows, batch 32, float32, forward + MSE + backward
 + Adam). One warm-up step, then `--steps` steps under `torch.profiler`; each operator's
 self CPU time is put in one of a few groups:
@@ -23,7 +23,7 @@ The last columns of the first table turn the matrix products into a lower bound:
 matrix-product seconds, i.e. the epoch time if everything else were free and validation
 cost nothing; early stopping with patience 3 runs at least 4 epochs.
 
-    python -m benchmarks.informer_cpu_profile [--cells M168 M720 S720] [--threads 2] [--steps 1]
+    python -m benchmarks.studies.informer_cpu_profile [--cells M168 M720 S720] [--threads 2] [--steps 1]
 
 Run it with the allocator the training uses (`LD_PRELOAD=...libtcmalloc_minimal.so.4`,
 see docs/performance.md); nothing here asserts a time.
@@ -40,7 +40,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks._harness import machine_description, markdown_table, pin_threads
-from benchmarks.cpu_allocator import CELLS, informer_training_step
+from benchmarks.studies.cpu_allocator import CELLS, informer_training_step
 
 GROUPS = {
     "matrix products": {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"},

@@ -6,7 +6,7 @@ layer's self-attention every operation is per position (cross-attention queries,
 feed-forward, norms, projection), so `Informer.forecast` drops the known steps there;
 tests/test_informer.py checks that forecasts and gradients are unchanged.
 
-The workload is the allocator benchmark's (`benchmarks.cpu_allocator.informer_training_step`:
+The workload is the allocator benchmark's (`benchmarks.studies.cpu_allocator.informer_training_step`:
 `informer_base` at the official ETTh1 windows, batch 32, float32, forward + MSE + backward
 + Adam), once in the official order (`full`) and once trimmed, each (cell, variant) in
 its own process: floating-point operations of one step (`torch.utils.flop_counter`,
@@ -15,7 +15,7 @@ time of `--steps` steps after a warm-up, and the process's peak resident size
 (`ru_maxrss`: torch and the model included, the same in both variants, so the
 difference is the activations).
 
-    python -m benchmarks.informer_decoder_trim [--cells M24 M168 M720 S336 S720] [--threads 2] [--steps 2]
+    python -m benchmarks.studies.informer_decoder_trim [--cells M24 M168 M720 S336 S720] [--threads 2] [--steps 2]
 
 Run it with the allocator the training uses (`LD_PRELOAD=...libtcmalloc_minimal.so.4`,
 docs/performance.md); nothing here asserts a time.
@@ -37,7 +37,7 @@ from benchmarks._harness import (
     run_isolated,
     time_calls,
 )
-from benchmarks.cpu_allocator import CELLS, informer_training_step
+from benchmarks.studies.cpu_allocator import CELLS, informer_training_step
 
 VARIANTS = {"full": True, "trimmed": False}  # name -> full_decoder
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
-    preload("zoo.models.informer", "benchmarks.cpu_allocator")
+    preload("zoo.models.informer", "benchmarks.studies.cpu_allocator")
     print(
         f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, "
         f"median of {args.steps} step(s) after a warm-up, each case in its own process\n"

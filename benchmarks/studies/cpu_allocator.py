@@ -7,14 +7,14 @@ zeroes them: system time. jemalloc and tcmalloc keep freed memory for reuse.
 
 The workload is the Informer of the ETTh1 reproduction (`informer_base`, batch 32, 7
 channels for M cells and 1 for S cells) at the paper's window lengths (the official
-scripts' windows, `benchmarks.timeseries_ett.WINDOWS`), one training step being
+scripts' windows, `benchmarks.timeseries_ett.WINDOWS["ETTh1"]`), one training step being
 forward, MSE, backward and Adam. Each (allocator, cell) runs in its own process started
 with `LD_PRELOAD` (glibc: nothing preloaded), one warm-up step, then the mean of
 `--steps` steps: wall seconds, user and system CPU seconds per step, and the process's
 peak resident size (`ru_maxrss`, torch and the model included), to see whether keeping
 freed blocks for reuse raises the peak.
 
-    python -m benchmarks.cpu_allocator [--threads 2] [--steps 2] [--cells M24 M336 M720 S24 S720]
+    python -m benchmarks.studies.cpu_allocator [--threads 2] [--steps 2] [--cells M24 M336 M720 S24 S720]
 
 Libraries are looked up under the usual Debian/Ubuntu paths (`apt install
 libtcmalloc-minimal4 libjemalloc2`); a missing one is reported as such.
@@ -39,7 +39,7 @@ from benchmarks.timeseries_ett import WINDOWS
 #: cell name ("M24", "S720") -> (channels, seq_len, label_len, horizon, ProbSparse factor)
 CELLS = {
     f"{features}{horizon}": (7 if features == "M" else 1, seq_len, label_len, horizon, factor)
-    for features, windows in WINDOWS.items()
+    for features, windows in WINDOWS["ETTh1"].items()
     for horizon, (seq_len, label_len, factor) in windows.items()
 }
 LIBRARIES = {
@@ -60,7 +60,7 @@ def informer_training_step(cell: str, full_decoder: bool = False) -> Callable[[]
     full_decoder: the official order, every decoder step through the last layer and then
     the last `pred_len` kept, instead of `Informer.forecast`'s trimmed last layer.
     """
-    from zoo.registry import create_model
+    from zoo import create_model
 
     channels, seq_len, label_len, horizon, factor = CELLS[cell]
     torch.manual_seed(0)
@@ -119,7 +119,7 @@ def run_case(allocator: str, cell: str, threads: int, steps: int) -> dict | str:
     cmd = [
         sys.executable,
         "-m",
-        "benchmarks.cpu_allocator",
+        "benchmarks.studies.cpu_allocator",
         "--one",
         cell,
         "--threads",
@@ -145,7 +145,8 @@ def main() -> None:
         print(json.dumps(step_seconds(args.one, args.steps)))
         return
     print(
-        f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of {args.steps} after a warm-up\n"
+        f"{machine_description(args.threads)}; Informer (informer_base) training step, batch 32, mean of "
+        f"{args.steps} after a warm-up\n"
     )
     print(
         "| cell (seq_len + decoder) | "

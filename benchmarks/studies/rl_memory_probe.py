@@ -1,6 +1,7 @@
 """Can a policy core memorise? RepeatFirst as supervised learning, without RL's noise.
 
-    python benchmarks/rl_memory_probe.py [--cores s5 s5_linear gru lstm mlp transformer] [--seeds 3] [--updates 500]
+    python -m benchmarks.studies.rl_memory_probe [--cores s5 s5_linear gru lstm mlp transformer] [--seeds 3]
+        [--updates 500]
 
 Inputs are popgym/RepeatFirst observations (card one-hot, a random previous
 action one-hot, the first-step flag; 52 steps); the target at every step after
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domains.rl.policy_cores import core_config
-from zoo.registry import create_model
+from zoo import create_model
 
 SUITS, LENGTH = 4, 52
 
