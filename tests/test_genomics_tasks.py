@@ -212,6 +212,26 @@ def test_embed_records_and_region(tmp_path):
         expected = model.forward_features(torch.as_tensor(DNATokenizer().encode(first.seq))[None]).mean(1)[0]
     assert np.allclose(vectors[0], expected.numpy(), atol=1e-5)
 
+    # ckpt_path=last: the newest last.ckpt of the domain's training runs, as for eval/predict
+    root = f"paths.log_dir={tmp_path / 'runs'}"
+    trained_last = run(
+        config("train", tmp_path / "runs" / "genomics" / "train" / "a", "trainer.max_epochs=1", root, *SMALL_EMBEDDED)
+    )
+    run(
+        config(
+            "embed",
+            tmp_path / "runs" / "genomics" / "embed" / "b",
+            "ckpt_path=last",
+            root,
+            f"output={tmp_path / 'last'}",
+            *SMALL_EMBEDDED,
+        )
+    )
+    last_model = from_pretrained(trained_last["last_checkpoint"])
+    with torch.no_grad():
+        expected = last_model.forward_features(torch.as_tensor(DNATokenizer().encode(first.seq))[None]).mean(1)[0]
+    assert np.allclose(np.load(tmp_path / "last.npy")[0], expected.numpy(), atol=1e-5)
+
     genome = tmp_path / "g.fa"
     genome.write_text(">chr1\n" + "ACGTTGCA" * 100 + "\n")
     region = run(

@@ -152,7 +152,10 @@ BACKBONES = {
 
 @pytest.mark.parametrize("config_name,tiny", BACKBONES.items())
 def test_any_backbone_is_a_forecaster(tmp_path, config_name, tiny):
-    """Every backbone config names a registered model, and its tiny variant forecasts (B, horizon, channels) with gradients."""
+    """Every backbone config names a registered model.
+
+    Its tiny variant forecasts (B, horizon, channels) with gradients.
+    """
     from domains.timeseries.tasks import ForecastTask
 
     assert is_model(config(tmp_path, f"model={config_name}").model.name)

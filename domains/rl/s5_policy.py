@@ -6,7 +6,7 @@ single linear map. That matters for S5 more than for an RNN: S5's state is a
 *linear* function of its inputs, so with a linear stem the first layer cannot
 gate what it stores (e.g. "this card, only at the episode's first step") and
 memorising has to wait for the second layer. On a supervised probe of
-RepeatFirst (`benchmarks/rl_memory_probe.py`) the encoder cut the updates S5
+RepeatFirst (`benchmarks/studies/rl_memory_probe.py`) the encoder cut the updates S5
 needs from >500 to 274-379, three seeds (docs/rl.md).
 """
 

@@ -36,7 +36,8 @@ def find_clips(root: str) -> tuple[list[tuple[Path, int]], list[str]]:
     ]
     if len(classes) < 2 or not clips:
         raise DataError(
-            f"{root}: found {len(classes)} class folders and {len(clips)} audio files ({', '.join(AUDIO_SUFFIXES)}); need at least two classes with files"
+            f"{root}: found {len(classes)} class folders and {len(clips)} audio files "
+            f"({', '.join(AUDIO_SUFFIXES)}); need at least two classes with files"
         )
     return clips, classes
 

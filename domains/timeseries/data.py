@@ -111,7 +111,8 @@ def split_borders(n: int, split: str, ratios: list[float], freq: str, seq_len: i
         n_train, n_val, n_test = 12 * month, 4 * month, 4 * month
         if n < n_train + n_val + n_test:
             raise DataError(
-                f"data.split=ett needs 20 months ({n_train + n_val + n_test} rows at {freq!r}), the series has {n}; use data.split=ratio"
+                f"data.split=ett needs 20 months ({n_train + n_val + n_test} rows at {freq!r}), the series has "
+                f"{n}; use data.split=ratio"
             )
     elif split == "ratio":
         if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) > 1 + 1e-9:
@@ -178,7 +179,8 @@ class TimeSeriesDataModule(BaseDataModule):
         target = self.target or frame.columns[-1]
         if target not in frame.columns:
             raise DataError(
-                f"{self.path}: no target column {target!r} (columns: {', '.join(frame.columns)}); set data.target=<column>"
+                f"{self.path}: no target column {target!r} (columns: {', '.join(frame.columns)}); set "
+                "data.target=<column>"
             )
         others = [c for c in frame.columns if c != target]
         self.target = target
@@ -192,7 +194,8 @@ class TimeSeriesDataModule(BaseDataModule):
         self.frame, self.series = frame, SeriesArrays(frame, self.freq)
         if len(frame) < self.seq_len:
             raise DataError(
-                f"{self.path}: {len(frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give a longer series"
+                f"{self.path}: {len(frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give "
+                "a longer series"
             )
         self.predict_set = FutureWindow(self.series, self.freq, self.seq_len, self.label_len, self.horizon)
         self.train_rows = self.series.values

@@ -44,5 +44,6 @@ def load_embedded(path: str) -> tuple[pd.DataFrame, str]:
         ).to_timestamp()
         return raw.drop(columns=["year", "quarter"]).astype("float64").set_axis(index), "QS"
     raise DataError(
-        f"unknown embedded series {path!r}; choose one of {', '.join(PREFIX + n for n in EMBEDDED)} or give data.path=<file.csv>"
+        f"unknown embedded series {path!r}; choose one of {', '.join(PREFIX + n for n in EMBEDDED)} or give "
+        "data.path=<file.csv>"
     )

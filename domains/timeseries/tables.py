@@ -59,14 +59,16 @@ def _parse_dates(values: pd.Series, path: str, column: str, parquet: bool) -> pd
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
         raise DataError(
-            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a timestamp"
+            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is "
+            "not a timestamp"
         )
     return pd.DatetimeIndex(dates)
 
 
 def _empty_cell(path: str, row: int, column: str, parquet: bool, what: str = "") -> DataError:
     return DataError(
-        f"{_where(path, row, parquet)}: column {column!r} is empty{what}; fill missing values with data.fill=interpolate|ffill|zero"
+        f"{_where(path, row, parquet)}: column {column!r} is empty{what}; fill missing values with "
+        "data.fill=interpolate|ffill|zero"
     )
 
 
@@ -87,7 +89,8 @@ def long_to_wide(
         unknown = [s for s in series if s not in present]
         if unknown:
             raise DataError(
-                f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: {', '.join(sorted(present)[:10])}); fix data.columns"
+                f"{path}: no series {unknown[0]!r} in column {id_col!r} (series: "
+                f"{', '.join(sorted(present)[:10])}); fix data.columns"
             )
         frame, ids = frame[ids.isin(series)], ids[ids.isin(series)]
     dates = _parse_dates(frame[ds_col], path, ds_col, parquet)
@@ -96,7 +99,8 @@ def long_to_wide(
     if len(duplicated):
         row = duplicated[0]
         raise DataError(
-            f"{_where(path, frame.index[row], parquet)}: series {keys.id.iloc[row]!r} repeats timestamp {dates[row]}; keep one row per (unique_id, ds)"
+            f"{_where(path, frame.index[row], parquet)}: series {keys.id.iloc[row]!r} repeats timestamp "
+            f"{dates[row]}; keep one row per (unique_id, ds)"
         )
     values = _numeric(frame[y_col], path, y_col, parquet)
     empty = np.flatnonzero(np.isnan(values))
@@ -112,7 +116,8 @@ def _numeric(values: pd.Series, path: str, column: str, parquet: bool) -> np.nda
     bad = np.flatnonzero(numbers.isna().to_numpy() & values.notna().to_numpy())
     if len(bad):
         raise DataError(
-            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is not a number; "
+            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is "
+            "not a number; "
             "fix it, or choose the numeric columns with data.columns=[...]"
         )
     return numbers.to_numpy(dtype=np.float64)
@@ -124,7 +129,8 @@ def wide_frame(
     """Validated wide frame: strictly increasing DatetimeIndex, float columns; row i is the file's row i."""
     if date_col not in frame.columns:
         raise DataError(
-            f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set data.date_col=<name>"
+            f"{path}: no date column {date_col!r} (columns: {', '.join(map(str, frame.columns))}); set "
+            "data.date_col=<name>"
         )
     frame = frame.reset_index(drop=True)
     dates = _parse_dates(frame[date_col], path, date_col, parquet)
@@ -132,12 +138,14 @@ def wide_frame(
     if (steps == 0).any():
         row = int(np.flatnonzero(steps == 0)[0]) + 1
         raise DataError(
-            f"{_where(path, row, parquet)}: duplicate timestamp {dates[row]} (also on the previous row); keep one row per timestamp"
+            f"{_where(path, row, parquet)}: duplicate timestamp {dates[row]} (also on the previous row); keep "
+            "one row per timestamp"
         )
     if (steps < 0).any():
         row = int(np.flatnonzero(steps < 0)[0]) + 1
         raise DataError(
-            f"{_where(path, row, parquet)}: timestamp {dates[row]} is earlier than the row before ({dates[row - 1]}); sort the file by {date_col!r}"
+            f"{_where(path, row, parquet)}: timestamp {dates[row]} is earlier than the row before "
+            f"({dates[row - 1]}); sort the file by {date_col!r}"
         )
     names = columns or [c for c in frame.columns if c != date_col]
     unknown = [c for c in names if c not in frame.columns]
@@ -169,7 +177,8 @@ def infer_frequency(index: pd.DatetimeIndex, path: str) -> str:
         step = pd.Timedelta(int(steps[counts.argmax()]), unit="ns")
         if step >= pd.Timedelta(days=28):
             raise DataError(
-                f"{path}: cannot infer the frequency of irregular monthly-or-longer timestamps; set data.freq (e.g. MS, QS, YS)"
+                f"{path}: cannot infer the frequency of irregular monthly-or-longer timestamps; set data.freq "
+                "(e.g. MS, QS, YS)"
             )
         freq = to_offset(step).freqstr
     return freq
@@ -186,14 +195,16 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=Non
     locate = (lambda stamp: where(int(frame.index.searchsorted(stamp)))) if where else (lambda stamp: path)
     if len(off_grid):
         raise DataError(
-            f"{locate(off_grid[0])}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at {frame.index[0]}; fix it or set data.freq"
+            f"{locate(off_grid[0])}: timestamp {off_grid[0]} is not on the {freq!r} grid starting at "
+            f"{frame.index[0]}; fix it or set data.freq"
         )
     missing = grid.difference(frame.index)
     if fill == "error":
         if len(missing):
             before = " (just before this row)" if where else ""
             raise DataError(
-                f"{locate(missing[0])}: {len(missing)} timestamp(s) missing at frequency {freq!r}, the first {missing[0]}{before}; "
+                f"{locate(missing[0])}: {len(missing)} timestamp(s) missing at frequency {freq!r}, the first "
+                f"{missing[0]}{before}; "
                 "fill them with data.fill=interpolate|ffill|zero, or set data.freq"
             )
         nan_rows, nan_cols = np.nonzero(frame.isna().to_numpy())

@@ -90,7 +90,8 @@ def frequency_code(freq: str) -> str:
         if isinstance(offset, kind):
             return code
     raise DataError(
-        f"frequency {freq!r} is not supported; use seconds, minutes, hours, days, business days, weeks, months, quarters or years"
+        f"frequency {freq!r} is not supported; use seconds, minutes, hours, days, business days, weeks, months, "
+        "quarters or years"
     )
 
 

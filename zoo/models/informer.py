@@ -290,7 +290,10 @@ class Informer(SequenceBackbone):
     def forecast(
         self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor | None, x_dec: torch.Tensor, x_mark_dec: torch.Tensor | None
     ) -> torch.Tensor:
-        """The official forward: `x_dec` is `label_len` known steps then `pred_len` zeros; returns `(B, pred_len, c_out)`."""
+        """The official forward.
+
+        `x_dec` is `label_len` known steps then `pred_len` zeros; returns `(B, pred_len, c_out)`.
+        """
         features = self.decode(x_dec, x_mark_dec, self.encode(x_enc, x_mark_enc), keep_last=self.pred_len)
         return self.forward_head(features)
 
