@@ -56,6 +56,15 @@ def test_resume_from_last_continues_training_in_its_own_folder(tmp_path, monkeyp
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1
 
 
+def test_resume_rebuilds_the_recorded_architecture(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("ZOO_RUN_ID", "wide")
+    folder = tmp_path / "toy" / "train" / "wide"
+    run(config(folder, "trainer.max_epochs=1", "+model.kwargs.dim=48"))
+    # the resume forgets the first run's override: the checkpoint's architecture continues all the same
+    resumed = run(config(folder, "trainer.max_epochs=2", "ckpt_path=last"))
+    assert torch.load(resumed["last_checkpoint"], weights_only=True)["hyper_parameters"]["model_kwargs"]["dim"] == 48
+
+
 def test_last_means_this_run_never_another(tmp_path, monkeypatch):
     run(config(tmp_path / "toy" / "train" / "other", "trainer.max_epochs=1"))
     monkeypatch.delenv("ZOO_RUN_ID", raising=False)

@@ -32,7 +32,7 @@ from zoo.factory import open_weights
 from zoo.hub import save_pretrained
 from zoo.registry import is_model, list_models, model_class, unknown_name_error
 from zoo.training.checkpointing import AtomicCheckpointIO
-from zoo.training.loading import build_task, load_for_inference, plain_hparams
+from zoo.training.loading import build_task, load_for_inference, plain_hparams, restore_task
 from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
 from zoo.training.writers import StreamingCSVWriter
 
@@ -131,8 +131,10 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "finetune": "fit", "eval": "test"}.get(mode, "predict"))
     ckpt = None
-    if mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path")):
-        ckpt = resolve_checkpoint(cfg)  # a resume: Lightning restores the task from it in fit
+    if mode in TRAINING_MODES and cfg.get("ckpt_path"):
+        ckpt = resolve_checkpoint(cfg)  # a resume: the task the checkpoint records, then fit restores the rest
+        task = resumed_task(cfg, ckpt)
+    elif mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path")):
         weights = open_weights(cfg.weights) if cfg.get("weights") else None
         task = build_task(cfg, datamodule, weights)
     else:
@@ -186,6 +188,15 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
             return result
     write_run_record(out, cfg, result)
     return result
+
+
+def resumed_task(cfg: DictConfig, ckpt: str) -> pl.LightningModule:
+    """The task a resumed checkpoint records (architecture, data settings), whatever the config now says."""
+    task = restore_task(open_weights(ckpt), fallback=OmegaConf.select(cfg, "task._target_")).train()
+    name, recorded = OmegaConf.select(cfg, "model.name"), task.hparams.get("model")
+    if name and recorded and str(name) != str(recorded):
+        log.warning("resuming %s: it trained %s, so that is what continues (not model=%s)", ckpt, recorded, name)
+    return task
 
 
 def log_stop_reason(trainer: pl.Trainer) -> None:
