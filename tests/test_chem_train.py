@@ -24,7 +24,7 @@ from domains.chem.sampling import sample
 from domains.chem.tasks import SmilesLMTask, check_training_split
 from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from tests.zoo_cli import one_line_error, zoo
-from zoo import create_model
+from zoo import create_model, from_pretrained, load_pipeline
 from zoo.factory import language_model_kwargs
 from zoo.training import run
 
@@ -195,6 +195,16 @@ def test_finetune_property_from_exported_weights_and_predict_a_file(trained, tmp
         float(r["pred_pIC50"]) == float(r["pred_pIC50"]) for r in rows
     )
     assert rows[0]["pIC50"] == ""  # no labels in the file: none invented
+
+    # The exported property model in Python gives what the CLI wrote: target scaling, tokenizer and head
+    # travel with it (a bare backbone used to return standardised values).
+    exported = run(
+        config("finetune", tmp_path / "e", *TINY_LSTM, "mode=export", f"ckpt_path={tuned['best_checkpoint']}")
+    )
+    pipeline = load_pipeline(exported["model_dir"])
+    again = pipeline.predict(["CCO", "c1ccccc1O"], ids=["ethanol", "phenol"])
+    assert [r["pred_pIC50"] for r in again] == [float(r["pred_pIC50"]) for r in rows]
+    assert not from_pretrained(exported["model_dir"]).training
 
 
 def test_classification_from_sdf_fields_reports_roc_auc(tmp_path):

@@ -7,6 +7,7 @@ the registry knows names only.
 
 from zoo.errors import ZooError
 from zoo.factory import Weights, create_model, download, from_pretrained, open_weights
+from zoo.pipeline import load_pipeline
 from zoo.registry import list_models, list_pretrained, register_model
 from zoo.version import __version__
 
@@ -19,6 +20,7 @@ __all__ = [
     "from_pretrained",
     "list_models",
     "list_pretrained",
+    "load_pipeline",
     "open_weights",
     "register_model",
 ]

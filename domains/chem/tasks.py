@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rdkit import Chem
 
+from domains.chem.data import pad_batch
 from domains.chem.drawing import draw_grid
 from domains.chem.metrics import generation_metrics, property_metrics
 from domains.chem.sampling import next_token_logits, sample, sample_batch, sample_rows
 from domains.chem.tokenizer import SmilesTokenizer
+from zoo.errors import ZooError
 from zoo.factory import language_model_kwargs
 from zoo.io import write_text_atomic
 from zoo.training import BaseTask
@@ -207,6 +210,28 @@ class PropertyTask(ChemTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
+
+    @torch.no_grad()
+    def predict(self, smiles: Sequence[str], ids: Sequence[str] | None = None, canonical: bool = True) -> list[dict]:
+        """Rows as `zoo chem predict` writes them, for SMILES given in Python (`zoo.load_pipeline`).
+
+        canonical: RDKit-canonicalise first, as the readers do by default (`data.canonical`).
+        """
+        rows = []
+        for i, text in enumerate(smiles):
+            mol = Chem.MolFromSmiles(text)
+            if mol is None or mol.GetNumAtoms() == 0:
+                raise ZooError(f"molecule {i + 1}: unparsable SMILES {text!r}")
+            rows.append(Chem.MolToSmiles(mol) if canonical else text)
+        tokens, mask = pad_batch([self.tokenizer.encode(s) for s in rows], self.tokenizer.pad_id)
+        batch = {
+            "ids": tokens.to(self.device),
+            "mask": mask.to(self.device),
+            "y": torch.full((len(rows), len(self.hparams.target_names)), math.nan),
+            "id": list(ids) if ids is not None else [str(i + 1) for i in range(len(rows))],
+            "smiles": rows,
+        }
+        return self.predict_step(batch, 0)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         values = self.predict_values(batch["ids"], batch["mask"]).cpu().numpy()
