@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -172,8 +174,12 @@ def run_domain(domain: str, verb: str, args: list[str], verbose: bool) -> None:
             result = run(cfg)
         except Exception as err:
             user_error = user_error_in(err)
-            if user_error is None or verbose:
+            if user_error is None:
                 raise
+            # The run folder keeps the reason in its main.log; --verbose adds the traceback, same exit code.
+            logging.getLogger("zoo").error("%s", user_error)
+            if verbose:
+                traceback.print_exc()
             fail(str(user_error))
         print_result(result)
         return result
@@ -298,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )(args)
     except ZooError as err:
         if verbose:
-            raise
+            traceback.print_exc()
         fail(str(err))
 
 

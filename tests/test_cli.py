@@ -96,4 +96,12 @@ def test_unknown_domain_and_verb(plugin_root, tmp_path):
 
 def test_verbose_shows_the_traceback(plugin_root, tmp_path):
     result = zoo("toy", "train", "data.path=/no/such/file.txt", "--verbose", root=plugin_root, runs=tmp_path)
-    assert result.returncode != 0 and "Traceback" in result.stderr and "DataError" in result.stderr
+    assert result.returncode == 2 and "Traceback" in result.stderr and "DataError" in result.stderr  # same exit code
+
+
+def test_a_failed_run_keeps_its_reason_in_the_run_log(plugin_root, tmp_path):
+    result = zoo("toy", "train", "data.path=/no/such/file.txt", root=plugin_root, runs=tmp_path)
+    assert result.returncode == 2
+    logs = list(tmp_path.glob("**/main.log"))
+    assert logs and any("/no/such/file.txt" in p.read_text() for p in logs)
+    assert not list(tmp_path.glob("**/checkpoints/*.ckpt"))

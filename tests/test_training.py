@@ -65,6 +65,17 @@ def test_resume_rebuilds_the_recorded_architecture(tmp_path, monkeypatch, caplog
     assert torch.load(resumed["last_checkpoint"], weights_only=True)["hyper_parameters"]["model_kwargs"]["dim"] == 48
 
 
+def test_a_whole_epoch_of_non_finite_losses_stops_in_one_line(tmp_path, monkeypatch):
+    from tests.fixtures.toy import CountingTask
+
+    original = CountingTask.shared_step
+    # a target column holding inf gives this: every loss of the epoch is NaN
+    monkeypatch.setattr(CountingTask, "shared_step", lambda self, b, s: original(self, b, s) * float("nan"))
+    with pytest.raises(ZooError, match="not finite .* on any of the 4 batches of epoch 0"):
+        run(config(tmp_path / "toy" / "train" / "nan", "trainer.max_epochs=4"))
+    assert not list((tmp_path / "toy" / "train" / "nan").glob("checkpoints/*.ckpt"))  # no NaN model saved
+
+
 def test_last_means_this_run_never_another(tmp_path, monkeypatch):
     run(config(tmp_path / "toy" / "train" / "other", "trainer.max_epochs=1"))
     monkeypatch.delenv("ZOO_RUN_ID", raising=False)

@@ -31,7 +31,7 @@ from zoo.errors import ZooError
 from zoo.factory import open_weights
 from zoo.hub import save_pretrained
 from zoo.registry import is_model, list_models, model_class, unknown_name_error
-from zoo.training.checkpointing import AtomicCheckpointIO
+from zoo.training.checkpointing import AtomicCheckpointIO, NonFiniteLossGuard
 from zoo.training.loading import build_task, load_for_inference, plain_hparams, restore_task
 from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
 from zoo.training.writers import StreamingCSVWriter
@@ -54,7 +54,10 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[Any] = ()) -> pl.Traine
     loggers = _instantiate_all(cfg.get("logger")) or False
     strategy = str(cfg.trainer.get("strategy", ""))
     plugins = [] if "fsdp" in strategy else [AtomicCheckpointIO()]
-    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers, plugins=plugins)
+    guard = [NonFiniteLossGuard()]
+    return instantiate(
+        cfg.trainer, callbacks=guard + callbacks + list(extra_callbacks), logger=loggers, plugins=plugins
+    )
 
 
 def check_model_name(cfg: DictConfig) -> None:
