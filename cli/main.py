@@ -130,6 +130,7 @@ def preflight(domain: str, config_name: str, overrides: Sequence[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from zoo.training.runner import check_model_name
+    from zoo.training.validation import check_config
 
     GlobalHydra.instance().clear()
     try:
@@ -145,6 +146,7 @@ def preflight(domain: str, config_name: str, overrides: Sequence[str]) -> None:
     finally:
         GlobalHydra.instance().clear()
     check_model_name(cfg)
+    check_config(cfg)  # before Hydra makes a run folder
 
 
 def run_domain(domain: str, verb: str, args: list[str], verbose: bool) -> None:

@@ -34,6 +34,7 @@ from zoo.registry import is_model, list_models, model_class, unknown_name_error
 from zoo.training.checkpointing import AtomicCheckpointIO, NonFiniteLossGuard
 from zoo.training.loading import build_task, load_for_inference, plain_hparams, restore_task
 from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
+from zoo.training.validation import check_config
 from zoo.training.writers import StreamingCSVWriter
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    check_config(cfg)
     with torch_threads(cfg.get("threads")):
         if cfg.get("runner"):  # a domain verb: one writer per run folder all the same
             with lock_run(run_folder(cfg)):
