@@ -1,4 +1,4 @@
-"""DLinear/NLinear, the naive and classic-AR baselines, and the forecast metrics against references."""
+"""DLinear/NLinear, the naive and classic-AR baseline models, and the forecast metrics against references."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import pytest
 import torch
 from statsmodels.tsa.ar_model import AutoReg
 
-from domains.timeseries.baselines import ClassicAR
 from domains.timeseries.metrics import forecast_errors
 from zoo import ZooError, create_model
-from zoo.models.linear_forecasters import RepeatLast, SeasonalNaive, moving_average
+from zoo.models.linear_forecasters import moving_average
 
 
 def test_moving_average_repeats_the_edges():
@@ -55,10 +54,13 @@ def test_dlinear_starts_as_a_window_average_and_nlinear_is_shift_invariant():
 
 def test_naive_forecasts():
     x = torch.arange(10.0).view(1, 10, 1)
-    assert RepeatLast(3)(x)[0, :, 0].tolist() == [9.0, 9.0, 9.0]
-    assert SeasonalNaive(7, season=3)(x)[0, :, 0].tolist() == [7.0, 8.0, 9.0, 7.0, 8.0, 9.0, 7.0]
+    repeat_last = create_model("repeat_last", seq_len=10, pred_len=3)
+    assert repeat_last.forecast(x)[0, :, 0].tolist() == [9.0, 9.0, 9.0]
+    seasonal = create_model("seasonal_naive", seq_len=10, pred_len=7, season=3)
+    assert seasonal.forecast(x)[0, :, 0].tolist() == [7.0, 8.0, 9.0, 7.0, 8.0, 9.0, 7.0]
+    assert not list(seasonal.parameters()) and bool(seasonal.fitted)  # nothing to learn: born fitted
     with pytest.raises(ZooError, match="season=12"):
-        SeasonalNaive(3, season=12)(x)
+        create_model("seasonal_naive", seq_len=10, pred_len=3, season=12)
 
 
 def test_classic_ar_matches_statsmodels_fit_and_forecast():
@@ -66,14 +68,31 @@ def test_classic_ar_matches_statsmodels_fit_and_forecast():
     series = np.zeros(600)
     for t in range(3, 600):
         series[t] = 0.5 + 0.2 * series[t - 1] + 0.3 * series[t - 2] - 0.5 * series[t - 3] + rng.standard_normal()
-    model = ClassicAR(lags=5, horizon=8).fit(series[:, None])
+    model = create_model("classic_ar", seq_len=5, pred_len=8, lags=5)
+    with pytest.raises(ZooError, match="not been fitted"):
+        model.forecast(torch.zeros(1, 5, 1))
+    model.fit(torch.from_numpy(series[:, None]))
     reference = AutoReg(series, lags=5, trend="c").fit()
-    np.testing.assert_allclose(model.coefficients()[0], reference.params[1:])
+    np.testing.assert_allclose(model.coefficients[0].numpy(), reference.params[1:])
+    assert model.intercept[0].item() == pytest.approx(reference.params[0], rel=1e-12)
     # out-of-sample forecast from the end of the series, by statsmodels' own recursion
     expected = reference.predict(start=len(series), end=len(series) + 7)
-    np.testing.assert_allclose(model(series[None, -5:, None])[0, :, 0], expected, rtol=1e-10)
+    window = torch.from_numpy(series[None, -5:, None])
+    np.testing.assert_allclose(model.forecast(window)[0, :, 0].numpy(), expected, rtol=1e-10)
     with pytest.raises(ZooError, match="lags"):
-        ClassicAR(lags=400, horizon=1).fit(series[:, None])
+        create_model("classic_ar", seq_len=400, pred_len=1, lags=400).fit(torch.from_numpy(series[:, None]))
+    with pytest.raises(ZooError, match="lags=50 needs 1 <= lags <= seq_len=48"):
+        create_model("classic_ar", seq_len=48, lags=50)
+
+
+def test_classic_ar_fits_only_the_forecast_channels():
+    """`MS`: the covariates before the target are inputs only; their coefficients stay zero."""
+    rows = torch.randn(300, 3, dtype=torch.float64)
+    model = create_model("classic_ar", seq_len=8, pred_len=2, lags=4, in_features=3)
+    model.fit(rows[:, -1:])
+    reference = AutoReg(rows[:, -1].numpy(), lags=4, trend="c").fit().params
+    np.testing.assert_allclose(model.coefficients[-1].numpy(), reference[1:])
+    assert not model.coefficients[:2].any() and not model.intercept[:2].any()
 
 
 def test_metrics_match_their_formulas():

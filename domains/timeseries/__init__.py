@@ -3,7 +3,8 @@
 Data: a wide CSV/Parquet (date column + numeric columns) or a long one (unique_id, ds, y);
 features S / M / MS with data.target; missing values are errors unless data.fill is set.
 Default data: weekly Mauna Loa CO2 shipped with statsmodels. Baselines (repeat_last,
-seasonal_naive, classic_ar) are evaluated by the same commands. Metrics: MSE, MAE, RMSE,
+seasonal_naive, classic_ar) are registered closed-form models: `train` fits them without
+gradient steps and every other verb treats them like trained ones. Metrics: MSE, MAE, RMSE,
 MAPE, sMAPE, MASE on the standardised and the original scale. `predict` writes the
 forecast CSV and a PNG of history + forecast.
 """

@@ -16,6 +16,9 @@ Features: `S` the target only; `M` every column (target last) predicting all;
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -29,8 +32,10 @@ from domains.timeseries.timefeatures import (
     season_length,
     time_features,
 )
-from zoo.errors import DataError
+from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
+
+log = logging.getLogger(__name__)
 
 FEATURE_MODES = ("S", "M", "MS")
 
@@ -192,15 +197,50 @@ class TimeSeriesDataModule(BaseDataModule):
         frame, self.freq = self.load_frame()
         frame = self.select_channels(frame)
         self.frame, self.series = frame, SeriesArrays(frame, self.freq)
-        if len(frame) < self.seq_len:
+        self.train_rows = self.series.values
+        self.cut_windows(splits=stage != "predict")
+
+    def cut_windows(self, splits: bool) -> None:
+        """The forecast window past the end and, with `splits`, the train/val/test windows."""
+        if len(self.frame) < self.seq_len:
             raise DataError(
-                f"{self.path}: {len(frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give "
+                f"{self.path}: {len(self.frame)} rows are fewer than seq_len={self.seq_len}; shorten seq_len or give "
                 "a longer series"
             )
         self.predict_set = FutureWindow(self.series, self.freq, self.seq_len, self.label_len, self.horizon)
-        self.train_rows = self.series.values
-        if stage != "predict":
+        if splits:
             self.make_splits()
+
+    def accept_contract(self, contract: dict[str, Any]) -> None:
+        """A trained model's contract: the same channels in order and frequency; windows cut to its lengths.
+
+        Channels and frequency are the file's, so a mismatch is one line saying which settings to pass;
+        the window lengths are only how the file is cut, so the model's are adopted.
+        """
+        channels = contract.get("channels")
+        if channels is not None and list(self.frame.columns) != list(channels):
+            raise ZooError(
+                f"{self.path}: this model was trained on channels {list(channels)} (target last) but the data gives "
+                f"{list(self.frame.columns)}; pass the training run's data.target, data.features and data.columns"
+            )
+        freq = contract.get("freq")
+        if freq is not None and frequency_code(self.freq) != freq:
+            raise ZooError(
+                f"{self.path}: this model was trained on data of frequency {freq!r} but the data's is "
+                f"{frequency_code(self.freq)!r} ({self.freq}); resample the file to the training frequency"
+            )
+        self.features = contract.get("features", self.features)
+        lengths = {k: int(contract[k]) for k in ("seq_len", "label_len", "horizon") if k in contract}
+        changed = {k: v for k, v in lengths.items() if getattr(self, k) != v}
+        if changed:
+            log.info(
+                "%s: windows cut as the model was trained (%s), not as configured",
+                self.path,
+                ", ".join(f"{k}={v}" for k, v in changed.items()),
+            )
+            for key, value in changed.items():
+                setattr(self, key, value)
+            self.cut_windows(splits=self.train_set is not None)
 
     def make_splits(self) -> None:
         borders = split_borders(len(self.frame), self.split, self.ratios, self.freq, self.seq_len)

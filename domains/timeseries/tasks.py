@@ -1,22 +1,32 @@
-"""Forecasting with any registered model: Informer, AR-Net, DLinear/NLinear or a sequence backbone.
+"""Forecasting with any registered model: Informer, AR-Net, DLinear/NLinear, a baseline or a sequence backbone.
 
-How a model is driven depends on its family (`forecaster` attribute of the model class):
+How a model is driven is what its class declares (`forecaster`, read with `zoo.registry.model_class`):
 - `encoder_decoder` (Informer): the official call, decoder fed `label_len` known steps + zeros.
-- `window` (DLinear, NLinear): the window maps straight to the horizon.
+- `window` (DLinear, NLinear, the baselines): the window maps straight to the horizon.
 - `autoregressive` (AR-Net): each forecast channel is its own univariate series (channel-independent).
-- any other backbone: `forward_features` over the window, pooled (`head_pool`, default the last
+- None (any other backbone): `forward_features` over the window, pooled (`head_pool`, default the last
   step) into a linear head of width horizon x channels, i.e. the backbone's own classifier head.
+A class with `closed_form = True` (repeat_last, seasonal_naive, classic_ar) is fitted by
+`fit_closed_form` on the training rows instead of gradient steps; one with `takes_season = True`
+(seasonal_naive) gets the data's seasonal period as `season` unless the config sets one.
 Inputs are standardised with the training split's statistics (stored in the checkpoint);
 the loss is on that scale, as in the Informer paper. `instance_norm` additionally
 standardises each window by its own mean and std and restores them on the output
 (RevIN without the affine part: Kim et al., "Reversible Instance Normalization for
 Accurate Time-Series Forecasting against Distribution Shift", ICLR 2022), which
-lets any model follow a trend beyond the training range. Val/test log MSE, MAE, RMSE, MAPE,
+lets any model follow a trend beyond the training range; closed-form models skip it (they
+are fitted on the training rows as a whole). Val/test log MSE, MAE, RMSE, MAPE,
 sMAPE and MASE on the standardised scale (`test/mse`, ...) and on the original one
 (`test/original/mse`, ...).
+
+The task's `data_contract()` (channels, features, frequency, window lengths) is saved with
+the model; the datamodule checks a restored model's contract against its file.
 """
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +35,14 @@ from torch.optim.lr_scheduler import LambdaLR
 from domains.timeseries.metrics import ForecastErrors
 from zoo.errors import ZooError
 from zoo.models.arnet import sparsity_lambda
-from zoo.registry import model_family
+from zoo.registry import model_class
 from zoo.training import BaseTask
 
-#: registry family -> how the task calls it; families not listed get the generic head.
-FORECASTERS = {"informer": "encoder_decoder", "linear_forecasters": "window", "arnet": "autoregressive"}
+log = logging.getLogger(__name__)
+
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.smooth_l1_loss}
+#: the `forecaster` kinds this task drives; a class declaring None gets the generic head ("sequence").
+KINDS = ("encoder_decoder", "window", "autoregressive")
 
 
 def halving_schedule(optimizer: torch.optim.Optimizer) -> LambdaLR:
@@ -38,20 +50,46 @@ def halving_schedule(optimizer: torch.optim.Optimizer) -> LambdaLR:
     return LambdaLR(optimizer, lambda epoch: 0.5 ** max(0, epoch - 1))
 
 
+def forecaster_kind(model: str) -> str:
+    """How the task drives `model`: its class's declared `forecaster`, or "sequence" (the generic head)."""
+    kind = getattr(model_class(model), "forecaster", None)
+    if kind is None:
+        return "sequence"
+    if kind not in KINDS:
+        raise ZooError(
+            f"model {model!r} declares forecaster={kind!r}; the time-series task drives {', '.join(KINDS)} "
+            "or None (a sequence backbone under a linear head)"
+        )
+    return kind
+
+
 def structural_kwargs(
-    model: str, user: dict, seq_len: int, label_len: int, horizon: int, n_in: int, c_out: int, freq: str, head_pool: str
+    model: str,
+    user: dict,
+    seq_len: int,
+    label_len: int,
+    horizon: int,
+    n_in: int,
+    c_out: int,
+    freq: str,
+    head_pool: str,
+    season: int,
 ) -> dict:
     """The model kwargs the data decides (they override the config's)."""
-    kind = FORECASTERS.get(model_family(model), "sequence")
+    kind = forecaster_kind(model)
     if kind == "encoder_decoder":
         return dict(in_features=n_in, num_classes=c_out, label_len=label_len, pred_len=horizon, freq=freq)
     if kind == "window":
-        return dict(in_features=n_in, seq_len=seq_len, pred_len=horizon)
+        kwargs = dict(in_features=n_in, seq_len=seq_len, pred_len=horizon)
+        if getattr(model_class(model), "takes_season", False) and user.get("season") is None:
+            kwargs["season"] = season  # the data's period, e.g. 24 for hourly rows
+        return kwargs
     if kind == "autoregressive":
         order = user.get("ar_order", seq_len)
         if order > seq_len:
             raise ZooError(
-                f"AR-Net ar_order={order} is longer than the input window seq_len={seq_len}; raise seq_len or lower model.kwargs.ar_order"
+                f"AR-Net ar_order={order} is longer than the input window seq_len={seq_len}; raise seq_len or lower "
+                "model.kwargs.ar_order"
             )
         return dict(in_features=1, ar_order=order, n_forecasts=horizon)
     return dict(in_features=n_in, num_classes=horizon * c_out, global_pool=head_pool)
@@ -87,13 +125,17 @@ class ForecastTask(BaseTask):
         user = dict(model_kwargs or {})
         model_kwargs = {
             **user,
-            **structural_kwargs(model, user, seq_len, label_len, horizon, n_in, c_out, freq, head_pool),
+            **structural_kwargs(model, user, seq_len, label_len, horizon, n_in, c_out, freq, head_pool, season),
         }
         super().__init__(model=model, model_kwargs=model_kwargs, **kwargs)
         if loss not in LOSSES:
             raise ZooError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}")
-        self.kind = FORECASTERS.get(model_family(model), "sequence")
-        self.c_out = c_out
+        self.kind = forecaster_kind(model)
+        self.closed_form = bool(getattr(model_class(model), "closed_form", False))
+        if instance_norm and self.closed_form:
+            log.info("%s is fitted on the training rows as a whole: task.instance_norm does not apply", model)
+        self.instance_norm = instance_norm and not self.closed_form
+        self.channels, self.c_out = channels, c_out
         self.register_buffer("mean", torch.tensor(scaler_mean or [0.0] * n_in, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(scaler_std or [1.0] * n_in, dtype=torch.float32), persistent=False)
         # MASE's scale is in original units; on the standardised scale it is divided by the std.
@@ -102,14 +144,31 @@ class ForecastTask(BaseTask):
         self.val_errors, self.test_errors = ForecastErrors(scaled), ForecastErrors(scaled)
         self.test_errors_original = ForecastErrors(scale)
 
-    def setup(self, stage: str) -> None:
-        """A restored model (eval/predict on any file) must see the channels it was trained on, in order."""
-        frame = getattr(getattr(self._trainer, "datamodule", None), "frame", None)
-        if frame is not None and list(frame.columns) != list(self.hparams.channels):
-            raise ZooError(
-                f"this model was trained on channels {list(self.hparams.channels)} (target last) but the data gives "
-                f"{list(frame.columns)}; pass the training run's data.target, data.features and data.columns"
-            )
+    def data_contract(self) -> dict[str, Any]:
+        """What the data must give this model: its channels in order (target last), frequency and windows."""
+        hp = self.hparams
+        return {
+            "channels": list(self.channels),
+            "features": hp.features,
+            "freq": hp.freq,
+            "seq_len": hp.seq_len,
+            "label_len": hp.label_len,
+            "horizon": hp.horizon,
+        }
+
+    def fit_closed_form(self, datamodule) -> None:
+        """Fit a closed-form model (`fit(rows)`) on the training rows, standardised as this task standardises.
+
+        Only the forecast channels are fitted (for `MS` the target). The naive baselines are born
+        fitted; a model restored from weights keeps what it was fitted to.
+        """
+        if bool(getattr(self.backbone, "fitted", False)):
+            return
+        if datamodule.train_set is None:  # `predict` cuts no splits, but the model is fitted on the training rows
+            datamodule.make_splits()
+        rows = torch.as_tensor(datamodule.train_rows, dtype=torch.float64)
+        scaled = (rows - self.mean.double().cpu()) / self.std.double().cpu()
+        self.backbone.fit(scaled[:, -self.c_out :])
 
     # ------------------------------------------------------------------ forecasting
 
@@ -120,10 +179,11 @@ class ForecastTask(BaseTask):
         if x.shape[1] != hp.seq_len or x.shape[2] != len(self.mean):
             raise ZooError(
                 f"this model was trained on windows of seq_len={hp.seq_len} with {len(self.mean)} channels "
-                f"({', '.join(hp.channels)}); got {x.shape[1]} steps of {x.shape[2]}: pass seq_len={hp.seq_len} and the same columns"
+                f"({', '.join(self.channels)}); got {x.shape[1]} steps of {x.shape[2]}: pass seq_len={hp.seq_len} "
+                "and the same columns"
             )
         loc, spread = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        if hp.instance_norm:
+        if self.instance_norm:
             loc, spread = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False) + 1e-5
         x = (x - loc) / spread
         pred = self.run_model(x, batch, loc, spread)
@@ -190,7 +250,7 @@ class ForecastTask(BaseTask):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict]:
         from domains.timeseries.plotting import forecast_rows
 
-        names = self.hparams.channels[-self.c_out :]
+        names = self.channels[-self.c_out :]
         return forecast_rows(self.to_original(self.forecast(batch)), batch["future_ns"], names)
 
     def on_predictions_written(self, path: str, datamodule) -> None:

@@ -19,6 +19,8 @@ without building a model (never from a module's file name):
   "window" (a whole input window to a whole horizon), "autoregressive" (AR-Net), or None
   (a sequence backbone under the generic head).
 - `closed_form`: fitted without gradients by the task's `fit_closed_form` (baselines).
+- `takes_season`: the forecasting task fills the `season` kwarg with the data's seasonal
+  period when the config leaves it None (seasonal_naive).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class SequenceBackbone(nn.Module):
     forecaster: str | None = None
     #: fitted without gradients (`fit_closed_form`), e.g. a forecasting baseline.
     closed_form = False
+    #: the forecasting task passes the data's seasonal period as `season` when none is given.
+    takes_season = False
 
     def init_head(self, num_features: int, num_classes: int = 0, global_pool: str = "", drop_rate: float = 0.0) -> None:
         if global_pool not in POOL_MODES:

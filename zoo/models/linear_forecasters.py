@@ -1,4 +1,4 @@
-"""Window-to-horizon linear forecasters and parameter-free naive baselines.
+"""Window-to-horizon forecasters: DLinear, NLinear and the closed-form baselines (naive, classic AR).
 
 DLinear and NLinear: Zeng, Chen, Zhang, Xu, "Are Transformers Effective for Time
 Series Forecasting?", AAAI 2023 (official code cure-lab/LTSF-Linear). DLinear splits
@@ -8,8 +8,14 @@ sums them; NLinear subtracts the last value, maps, and adds it back.
 
 Both map a fixed `(B, seq_len, C)` window to `(B, pred_len, C)`; as backbones their
 "features" are that forecast (num_features = C), so `forward_features` needs
-`L == seq_len`. `RepeatLast` and `SeasonalNaive` have no parameters and are not
-registered: the timeseries domain evaluates them directly.
+`L == seq_len`. All are `forecaster = "window"` models.
+
+The baselines are window forecasters fitted without gradients (`closed_form = True`: the
+runner calls the task's `fit_closed_form`, which calls `fit(rows)`): `repeat_last` (the last
+value over the horizon), `seasonal_naive` (the last season repeated) and `classic_ar`
+(AR(p) + intercept per channel by least squares, statsmodels `AutoReg`, forecast
+recursively: the "Classic-AR" of Triebe et al., "AR-Net: A simple Auto-Regressive Neural
+Network for time-series", 2019). Each channel is forecast on its own.
 """
 
 from __future__ import annotations
@@ -145,34 +151,141 @@ class NLinear(WindowForecaster):
         return self.linear(values - last) + last
 
 
-class RepeatLast(nn.Module):
+class ClosedFormForecaster(WindowForecaster):
+    """A window forecaster fitted without gradients (`closed_form`): `fit(rows)` once, then `forecast`.
+
+    `fitted` is a persistent buffer, so a checkpoint records whether the model was fitted and
+    a parameter-free baseline still has a state to save. The naive forecasts are born fitted.
+    """
+
+    closed_form = True
+
+    def _setup_closed_form(self, seq_len: int, pred_len: int, in_features: int | None, fitted: bool) -> int:
+        channels = self._setup(seq_len, pred_len, in_features, None, 0, "")
+        self.register_buffer("fitted", torch.tensor(fitted))
+        return channels
+
+    def fit(self, rows: torch.Tensor) -> None:
+        """Fit on training rows `(T, k)`, the last k of the model's channels (k <= in_features).
+
+        The channels before them (covariates that are not forecast) are left unfitted.
+        """
+        self.fitted.fill_(True)
+
+    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not bool(self.fitted):
+            raise ZooError(
+                f"{type(self).__name__} has not been fitted: call fit(rows) first, or run it with "
+                "`zoo timeseries train model=<name>`, which fits it on the training rows"
+            )
+        return self.window_forecast(self._values(x, mask))
+
+    def window_forecast(self, values: torch.Tensor) -> torch.Tensor:
+        """`(B, seq_len, C)` values -> `(B, pred_len, C)` forecast."""
+        raise NotImplementedError
+
+
+class RepeatLast(ClosedFormForecaster):
     """Naive forecast: the last observed value, repeated over the horizon."""
 
-    def __init__(self, pred_len: int):
+    def __init__(self, seq_len: int = 96, pred_len: int = 24, in_features: int | None = None):
         super().__init__()
-        self.pred_len = pred_len
+        self._setup_closed_form(seq_len, pred_len, in_features, fitted=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, -1:].expand(-1, self.pred_len, -1)
+    def window_forecast(self, values: torch.Tensor) -> torch.Tensor:
+        return values[:, -1:].expand(-1, self.pred_len, -1)
 
 
-class SeasonalNaive(nn.Module):
-    """Seasonal naive forecast: y[T + h] = y[T + h - m * ceil(h / m)] for season length m."""
+class SeasonalNaive(ClosedFormForecaster):
+    """Seasonal naive forecast: y[T + h] = y[T + h - m * ceil(h / m)] for season length m.
 
-    def __init__(self, pred_len: int, season: int):
+    `season=None` asks the forecasting task for the data's period (`takes_season`); built
+    alone, None is 1, which is repeat-last.
+    """
+
+    #: the time-series task passes the data's seasonal period as `season` when the config gives none.
+    takes_season = True
+
+    def __init__(
+        self, seq_len: int = 96, pred_len: int = 24, season: int | None = None, in_features: int | None = None
+    ):
         super().__init__()
-        if season < 1:
-            raise ZooError(f"seasonal naive needs a season length >= 1, got {season}")
-        self.pred_len, self.season = pred_len, season
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] < self.season:
+        season = 1 if season is None else int(season)
+        if not 1 <= season <= seq_len:
             raise ZooError(
-                f"seasonal naive with season={self.season} needs windows of at least that length, got {x.shape[1]}"
+                f"seasonal_naive with season={season} needs 1 <= season <= seq_len={seq_len}; "
+                "set model.kwargs.season or a longer seq_len"
             )
-        last_season = x[:, -self.season :]
+        self._setup_closed_form(seq_len, pred_len, in_features, fitted=True)
+        self.season = season
+
+    def window_forecast(self, values: torch.Tensor) -> torch.Tensor:
+        last_season = values[:, -self.season :]
         reps = -(-self.pred_len // self.season)
         return last_season.repeat(1, reps, 1)[:, : self.pred_len]
+
+
+class ClassicAR(ClosedFormForecaster):
+    """AR(p) with intercept per channel, forecast recursively (the "Classic-AR" of Triebe et al. 2019).
+
+    Fitted by ordinary least squares on each channel's training rows with statsmodels'
+    `AutoReg(trend="c")` (an optional dependency: `pip install longzoo[timeseries]`). The
+    coefficients are buffers (`intercept` (C,), `coefficients` (C, p), lag 1 first, float64),
+    so checkpoints and exported folders carry them. `lags=None` is `seq_len`.
+    """
+
+    def __init__(self, seq_len: int = 96, pred_len: int = 24, lags: int | None = None, in_features: int | None = None):
+        super().__init__()
+        lags = seq_len if lags is None else int(lags)
+        if not 1 <= lags <= seq_len:
+            raise ZooError(
+                f"classic_ar with lags={lags} needs 1 <= lags <= seq_len={seq_len} (the input window); "
+                "raise seq_len or lower model.kwargs.lags"
+            )
+        channels = self._setup_closed_form(seq_len, pred_len, in_features, fitted=False)
+        self.lags = lags
+        self.register_buffer("intercept", torch.zeros(channels, dtype=torch.float64))
+        self.register_buffer("coefficients", torch.zeros(channels, lags, dtype=torch.float64))
+
+    def fit(self, rows: torch.Tensor) -> None:
+        from statsmodels.tsa.ar_model import AutoReg
+
+        rows = torch.as_tensor(rows, dtype=torch.float64).cpu()
+        if rows.ndim != 2 or not 1 <= rows.shape[1] <= self.num_features:
+            raise ZooError(
+                f"classic_ar fits rows (T, k) with k <= {self.num_features} channels, got shape {tuple(rows.shape)}"
+            )
+        if len(rows) <= 2 * self.lags:
+            raise ZooError(
+                f"classic_ar with {self.lags} lags needs more than {2 * self.lags} training rows, got {len(rows)}; "
+                "lower model.kwargs.lags"
+            )
+        # params per channel: [intercept, lag 1, ..., lag p]; the channels before the last k are not forecast.
+        params = torch.stack(
+            [
+                torch.from_numpy(AutoReg(rows[:, c].numpy(), lags=self.lags, trend="c").fit().params)
+                for c in range(rows.shape[1])
+            ]
+        )
+        k = len(params)
+        with torch.no_grad():
+            self.intercept.zero_()
+            self.coefficients.zero_()
+            self.intercept[-k:] = params[:, 0]
+            self.coefficients[-k:] = params[:, 1:]
+        super().fit(rows)
+
+    def window_forecast(self, values: torch.Tensor) -> torch.Tensor:
+        # Recursion in float64, as statsmodels forecasts: each step is fed back as the newest lag.
+        history = values[:, -self.lags :].to(torch.float64)  # (B, p, C), oldest first
+        oldest_first = self.coefficients.to(torch.float64).flip(-1).T  # (p, C)
+        intercept = self.intercept.to(torch.float64)
+        steps = []
+        for _ in range(self.pred_len):
+            step = intercept + (history * oldest_first).sum(1)
+            steps.append(step)
+            history = torch.cat([history[:, 1:], step[:, None]], dim=1)
+        return torch.stack(steps, dim=1).to(values.dtype)
 
 
 @register_model
@@ -193,3 +306,18 @@ def test_nlinear(**kw) -> NLinear:
 @register_model
 def nlinear(**kw) -> NLinear:
     return NLinear(**kw)
+
+
+@register_model
+def repeat_last(**kw) -> RepeatLast:
+    return RepeatLast(**kw)
+
+
+@register_model
+def seasonal_naive(**kw) -> SeasonalNaive:
+    return SeasonalNaive(**kw)
+
+
+@register_model
+def classic_ar(**kw) -> ClassicAR:
+    return ClassicAR(**kw)
