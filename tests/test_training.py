@@ -54,6 +54,9 @@ def test_resume_from_last_continues_training_in_its_own_folder(tmp_path, monkeyp
     assert ckpt["epoch"] == 3
     assert ckpt["global_step"] == 4 * 4  # 128 samples / 32 per batch, 4 epochs: nothing lost, nothing repeated
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1
+    with open(folder / "logs" / "metrics.csv") as handle:  # one metrics log over both parts
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("epoch")}
+    assert {"0", "1", "2", "3"} <= epochs  # the first part's epochs kept beside the resumed ones
 
 
 def test_resume_rebuilds_the_recorded_architecture(tmp_path, monkeypatch, caplog):

@@ -1,8 +1,12 @@
-"""Prediction output that streams to disk and never leaves a half file.
+"""Files a run writes as it goes: predictions and the metrics log.
+
+`StreamingCSVWriter`: prediction output that streams to disk and never leaves a half file.
 
 Rows (dicts, record id first) are appended to `<output>.partial` batch by
 batch, so memory stays flat on large inputs; the file is renamed to its final
 name only when prediction completes. A killed run leaves only `.partial`.
+
+`ResumableCSVLogger`: Lightning's CSV logger, continued (not restarted) by a resumed run.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 
 class StreamingCSVWriter(BasePredictionWriter):
@@ -48,3 +55,24 @@ class StreamingCSVWriter(BasePredictionWriter):
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing `metrics.csv` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):  # a resumed run: keep its rows and their columns
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = sorted(next(csv.reader(handle), []))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSV metrics that a resumed run appends to, so a run killed and resumed keeps one metrics log."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
