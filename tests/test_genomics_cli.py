@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.zoo_cli import one_line_error
@@ -93,3 +94,25 @@ def test_train_then_predict_from_the_cli(tmp_path):
     (pred_dir,) = (runs / "genomics" / "predict").iterdir()
     rows = list(csv.DictReader((pred_dir / "predictions.csv").open()))
     assert len(rows) == 32 and list(rows[0])[:3] == ["id", "label", "pred"]
+
+
+def test_predict_reads_data_as_the_training_run_did(tmp_path):
+    """Trained on the user's file with its own settings: `predict ckpt_path=last` needs none repeated,
+    and `data.path=` alone swaps the file (issue 27: eval/predict fell back to the embedded data)."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    rows = ["sequence,label"] + [f"{''.join(rng.choice(list('ACGT'), 300))},{i % 2}" for i in range(60)]
+    own = tmp_path / "own.csv"
+    own.write_text("\n".join(rows) + "\n")
+    trained = zoo("train", "trainer.max_epochs=1", *TINY, f"data.path={own}", "data.on_too_long=truncate", runs=runs)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    predicted = zoo("predict", "ckpt_path=last", *TINY, runs=runs)  # no data.path, no on_too_long
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    (pred_dir,) = (runs / "genomics" / "predict").iterdir()
+    assert len(list(csv.DictReader((pred_dir / "predictions.csv").open()))) == 6  # own.csv's test split, not embedded
+    new = tmp_path / "new.csv"
+    new.write_text("sequence,label\n" + "\n".join(r for r in rows[1:4]) + "\n")
+    again = zoo("predict", "ckpt_path=last", *TINY, f"data.predict_path={new}", runs=runs)
+    assert again.returncode == 0, again.stderr[-3000:]
+    newest = max((runs / "genomics" / "predict").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(list(csv.DictReader((newest / "predictions.csv").open()))) == 3

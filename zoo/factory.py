@@ -85,7 +85,7 @@ def _from_checkpoint(source: str, path: Path) -> Weights:
     hp = dict(ckpt.get("hyper_parameters") or {})
     zoo_meta = ckpt.get("zoo") or {}
     arch = {"name": hp["model"], "kwargs": dict(hp.get("model_kwargs") or {})} if "model" in hp else None
-    task = {"target": zoo_meta["task"], "hparams": hp} if "task" in zoo_meta else None
+    task = {"target": zoo_meta["task"], "hparams": hp, "data": zoo_meta.get("data")} if "task" in zoo_meta else None
     rest = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
     contract = dict(zoo_meta.get("data_contract") or {})
     return Weights(source, path, backbone, arch, task, rest, contract)

@@ -62,6 +62,7 @@ def restore_task(weights: Weights, fallback: str | None = None) -> pl.LightningM
     if weights.path.suffix == ".ckpt" and not hparams:
         raise ZooError(f"{weights.path} has no hyper-parameters; was it written by a longzoo task?")
     task = cls(**hparams)
+    task.data_settings = record.get("data")
     missing, unexpected = task.load_state_dict(weights.task_state_dict(), strict=False)
     if missing or unexpected:
         raise ZooError(
@@ -71,25 +72,51 @@ def restore_task(weights: Weights, fallback: str | None = None) -> pl.LightningM
     return task.eval()
 
 
-def load_for_inference(cfg: DictConfig, datamodule: Any = None) -> tuple[pl.LightningModule, Weights]:
-    """The trained task that `ckpt_path` (`last` included) or else `weights` names, and the opened source.
-
-    A source that records its task (a `.ckpt`, an exported folder) is restored as trained; a bare
-    backbone (a registered tag, a converted release) gets the configured task around it, which
-    needs the `datamodule` for the data's facts.
-    """
+def open_for_inference(cfg: DictConfig) -> Weights:
+    """The source that `ckpt_path` (`last` included) or else `weights` names, opened once."""
     source = resolve_checkpoint(cfg) or cfg.get("weights")
     if not source:
         raise ZooError(
             f"`{cfg.mode}` needs trained weights: add ckpt_path=<run>/checkpoints/best.ckpt (or ckpt_path=last) "
             "or weights=<folder|hf://org/repo>"
         )
-    weights = open_weights(source)
+    return open_weights(source)
+
+
+def task_for_inference(cfg: DictConfig, weights: Weights, datamodule: Any = None) -> pl.LightningModule:
+    """A source that records its task (a `.ckpt`, an exported folder) restored as trained; a bare backbone
+    (a registered tag, a converted release) inside the configured task, which needs the `datamodule`."""
     if weights.task is None and weights.path.suffix != ".ckpt":
         if datamodule is None:
             raise ZooError(f"{weights.source} holds a backbone only; this command needs a trained task (a .ckpt)")
-        return build_task(cfg, datamodule, weights), weights
-    return restore_task(weights, fallback=OmegaConf.select(cfg, "task._target_")), weights
+        return build_task(cfg, datamodule, weights)
+    return restore_task(weights, fallback=OmegaConf.select(cfg, "task._target_"))
+
+
+def load_for_inference(cfg: DictConfig, datamodule: Any = None) -> tuple[pl.LightningModule, Weights]:
+    """The trained task that `ckpt_path` or `weights` names, and the opened source (for domain verbs)."""
+    weights = open_for_inference(cfg)
+    return task_for_inference(cfg, weights, datamodule), weights
+
+
+def recorded_data_config(cfg: DictConfig, weights: Weights | None, overridden: set[str] | None) -> DictConfig:
+    """The data config a trained model recorded, with the keys the user set (`overridden`) taken from `cfg`.
+
+    So `zoo <domain> predict ckpt_path=...` reads data as the training run did (its file, lengths,
+    windows) and `data.path=new.csv` changes only the file. Without a record, or with
+    `overridden=None` (the caller's config is meant whole), `cfg.data` as is.
+    """
+    recorded = ((weights.task or {}).get("data") if weights is not None else None) or None
+    if not recorded or overridden is None:
+        return cfg.data
+    merged = OmegaConf.create(recorded)
+    for key in overridden:
+        value = OmegaConf.select(cfg, f"data.{key}", default=None)
+        OmegaConf.update(merged, key, value, force_add=True)
+    changed = sorted(k for k in recorded if k not in overridden and recorded.get(k) != OmegaConf.select(cfg.data, k))
+    if changed:
+        log.info("data settings from the trained model (override to change): %s", ", ".join(changed))
+    return merged
 
 
 def plain_hparams(hparams: dict[str, Any], where: str) -> dict[str, Any]:

@@ -32,7 +32,14 @@ from zoo.factory import open_weights
 from zoo.hub import save_pretrained
 from zoo.registry import is_model, list_models, model_class, unknown_name_error
 from zoo.training.checkpointing import AtomicCheckpointIO, NonFiniteLossGuard
-from zoo.training.loading import build_task, load_for_inference, plain_hparams, restore_task
+from zoo.training.loading import (
+    build_task,
+    open_for_inference,
+    plain_hparams,
+    recorded_data_config,
+    restore_task,
+    task_for_inference,
+)
 from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
 from zoo.training.validation import check_config
 from zoo.training.writers import StreamingCSVWriter
@@ -132,18 +139,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     closed_form = is_closed_form(cfg)
-    datamodule = instantiate(cfg.data, _convert_="all")
+    fresh = mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path"))
+    trained = None if fresh else open_for_inference(cfg)  # eval/predict/export: the model, opened once
+    data_cfg = recorded_data_config(cfg, trained, user_data_overrides())
+    datamodule = instantiate(data_cfg, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "finetune": "fit", "eval": "test"}.get(mode, "predict"))
     ckpt = None
     if mode in TRAINING_MODES and cfg.get("ckpt_path"):
         ckpt = resolve_checkpoint(cfg)  # a resume: the task the checkpoint records, then fit restores the rest
         task = resumed_task(cfg, ckpt)
-    elif mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path")):
+    elif fresh:
         weights = open_weights(cfg.weights) if cfg.get("weights") else None
         task = build_task(cfg, datamodule, weights)
     else:
-        task, _ = load_for_inference(cfg, datamodule)
+        task = task_for_inference(cfg, trained, datamodule)
+    if task.data_settings is None:  # recorded in its checkpoints and exports
+        task.data_settings = OmegaConf.to_container(data_cfg, resolve=True)
     datamodule.accept_contract(task.data_contract())
     if closed_form:
         task.fit_closed_form(datamodule)
@@ -193,6 +205,19 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
             return result
     write_run_record(out, cfg, result)
     return result
+
+
+def user_data_overrides() -> set[str] | None:
+    """The `data.*` keys set on the command line; None where the config is the user's own whole
+    (outside a Hydra app, e.g. Python callers of `run`) or a data group was chosen (`data=...`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    if "data" in keys:
+        return None
+    return {k[len("data.") :] for k in keys if k.startswith("data.")}
 
 
 def resumed_task(cfg: DictConfig, ckpt: str) -> pl.LightningModule:

@@ -105,10 +105,21 @@ class BaseTask(pl.LightningModule):
     def task_record(self) -> dict[str, Any]:
         """How to rebuild this task: its class and hyper-parameters (what `zoo.load_pipeline` reads)."""
         cls = type(self)
-        return {"target": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams)}
+        record = {"target": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams)}
+        if self.data_settings:
+            record["data"] = self.data_settings
+        return record
+
+    #: the data config the task was trained with (set by the runner; recorded so that `eval`,
+    #: `predict` and `export` read data the same way unless the user overrides a key).
+    data_settings: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["zoo"] = {"task": self.task_record()["target"], "data_contract": self.data_contract()}
+        checkpoint["zoo"] = {
+            "task": self.task_record()["target"],
+            "data_contract": self.data_contract(),
+            "data": self.data_settings,
+        }
 
     # ------------------------------------------------------------------ parameters
 
