@@ -1,0 +1,411 @@
+"""Completion at a cursor, and statement-completion evaluation, for CodeFill models and the n-gram baseline.
+
+CodeFill (Izadi, Gismondi, Gousios, ICSE 2022) completes the next token or the
+rest of the statement after the code before the cursor. `Completer.complete`
+turns source text and a cursor into completion items
+`{"label", "kind", "score", "detail", "lsp_kind"}`:
+
+- the prefix (lines before the cursor and the cursor line up to `col`) is turned
+  into streams with `partial=True` (tolerant of code that does not parse);
+- an identifier, keyword or number that ends exactly at the cursor is what the user
+  is typing: it leaves the context and candidates must start with it;
+- `mode="token"`: whole source tokens, built piece by piece with an exact pruned
+  search (a partial word is extended only while it can still beat the k-th best
+  finished word); a word's score is P(pieces) x P(next piece starts a new token);
+- `mode="statement"`: beam search over the statement head until `<NEWLINE>`; labels
+  are the detokenized rest of the statement;
+- `kind`: the LSP CompletionItemKind of the type predicted for the candidate
+  (argmax_t q(t) P(t | first piece)); `detail` is that CodeFill type.
+
+Cursor convention (as jedi's): `line` is 1-based, `col` is a 0-based character
+offset into that line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from zoo.errors import ZooError
+
+from .bpe import PAD_VALUE, TOKENIZER_FILE, EncodedFile, ValueTokenizer
+from .metrics import StatementMetrics
+from .streams import (
+    ALIAS,
+    ATTRIBUTE,
+    CLASS_NAME,
+    DEDENT_VALUE,
+    EOS_VALUE,
+    FUNCTION_CALL,
+    FUNCTION_NAME,
+    GLOBAL_VARIABLE,
+    INDENT_VALUE,
+    KEYWORD_ARGUMENT,
+    KEYWORD_TYPES,
+    LIB,
+    LIBRARY,
+    LOCAL_VARIABLE,
+    MODULE,
+    NEWLINE,
+    NEWLINE_VALUE,
+    NUM_LIT,
+    NUMBER,
+    OP,
+    PARAMETER,
+    STR_LIT,
+    STRING,
+    TYPE_IDS,
+    TYPES,
+    detokenize,
+    extract_streams,
+)
+
+MODES = ("token", "statement")
+LSP_KINDS = {
+    "Text": 1, "Method": 2, "Function": 3, "Constructor": 4, "Field": 5, "Variable": 6, "Class": 7, "Interface": 8,
+    "Module": 9, "Property": 10, "Unit": 11, "Value": 12, "Enum": 13, "Keyword": 14, "Snippet": 15, "Color": 16,
+    "File": 17, "Reference": 18, "Folder": 19, "EnumMember": 20, "Constant": 21, "Struct": 22, "Event": 23,
+    "Operator": 24, "TypeParameter": 25,
+}  # fmt: skip
+TYPE_KINDS = {
+    FUNCTION_NAME: "Function",
+    FUNCTION_CALL: "Function",
+    CLASS_NAME: "Class",
+    PARAMETER: "Variable",
+    LOCAL_VARIABLE: "Variable",
+    GLOBAL_VARIABLE: "Variable",
+    KEYWORD_ARGUMENT: "Variable",
+    ATTRIBUTE: "Field",
+    MODULE: "Module",
+    LIBRARY: "Module",
+    LIB: "Module",
+    ALIAS: "Module",
+    NUMBER: "Value",
+    STRING: "Value",
+    OP: "Operator",
+    **dict.fromkeys(KEYWORD_TYPES, "Keyword"),
+}
+_NOT_INSERTABLE = (PAD_VALUE, NEWLINE_VALUE, INDENT_VALUE, DEDENT_VALUE, EOS_VALUE, STR_LIT, NUM_LIT)
+
+
+def kind_of(type_name: str, after_dot: bool = False) -> str:
+    """LSP kind for a CodeFill type (a call after `.` is a Method)."""
+    if type_name == FUNCTION_CALL and after_dot:
+        return "Method"
+    return TYPE_KINDS.get(type_name, "Text")
+
+
+# ----------------------------------------------------------------------------- the cursor
+
+
+def cursor_prefix(source: str, line: int, col: int) -> str:
+    """The text before the cursor (line 1-based, col 0-based characters); ZooError when out of range."""
+    lines = source.split("\n")
+    if not 1 <= line <= len(lines):
+        raise ZooError(f"line={line} is outside the file (1..{len(lines)}); lines count from 1")
+    text = lines[line - 1]
+    if not 0 <= col <= len(text):
+        raise ZooError(f"col={col} is outside line {line} (0..{len(text)} characters); columns count from 0")
+    return "\n".join(lines[: line - 1] + [text[:col]])
+
+
+@dataclass
+class CursorContext:
+    """The model's view of a cursor: context pieces and types, and the fragment being typed."""
+
+    values: list[int]
+    types: list[int]
+    fragment: str
+    after_dot: bool
+    parsed: bool
+
+
+def cursor_context(source: str, line: int, col: int, tokenizer: ValueTokenizer, context: int) -> CursorContext:
+    prefix = cursor_prefix(source, line, col)
+    streams = extract_streams(prefix, partial=True)
+    tokens = list(streams.tokens)
+    fragment = ""
+    if (
+        tokens
+        and tokens[-1].end == (line, col)
+        and tokens[-1].text
+        and (tokens[-1].text[-1].isalnum() or tokens[-1].text[-1] == "_")
+    ):
+        fragment = tokens.pop().text  # fmt: skip
+    after_dot = bool(tokens) and tokens[-1].value == "."
+    values, types = [], []
+    for tok in tokens[-context:]:
+        for piece in tokenizer.encode_word(tok.value):
+            values.append(piece)
+            types.append(TYPE_IDS[tok.type])
+    if not values:  # the start of a file: a statement boundary is the closest thing the model has seen
+        values, types = [tokenizer.id(NEWLINE_VALUE)], [TYPE_IDS[NEWLINE]]
+    return CursorContext(values[-context:], types[-context:], fragment, after_dot, streams.fully_parsed)
+
+
+def _compatible(text: str, fragment: str) -> bool:
+    return text.startswith(fragment) or fragment.startswith(text)
+
+
+# ----------------------------------------------------------------------------- the completer
+
+
+class Completer:
+    """Completion items from a CodeFill model and its tokenizer.
+
+    beam_size: beams of statement completion; max_statement_pieces: its length limit;
+    max_word_pieces: the longest source token built in token mode.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer: ValueTokenizer,
+        beam_size: int = 5,
+        max_statement_pieces: int = 32,
+        max_word_pieces: int = 4,
+    ):
+        if getattr(model, "vocab_size", tokenizer.vocab_size) < tokenizer.vocab_size:
+            raise ZooError(
+                f"tokenizer has {tokenizer.vocab_size} values but the model only {model.vocab_size}; "
+                "use the tokenizer saved with the model"
+            )
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.beam_size, self.max_word_pieces = beam_size, max_word_pieces
+        self.max_statement_pieces = max_statement_pieces
+        vocab = model.vocab_size
+        self.word_start = torch.zeros(vocab, dtype=torch.bool)
+        self.word_start[: tokenizer.vocab_size] = torch.tensor(tokenizer.is_word_start)
+        self.insertable = torch.ones(vocab, dtype=torch.bool)
+        self.insertable[tokenizer.vocab_size :] = False
+        for special in _NOT_INSERTABLE:
+            self.insertable[tokenizer.id(special)] = False
+        self.stop_ids = [tokenizer.id(NEWLINE_VALUE), tokenizer.id(EOS_VALUE)]
+        self.piece_text = [b.decode("utf-8", "ignore") for b in tokenizer.piece_bytes] + [""] * (
+            vocab - tokenizer.vocab_size
+        )
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> Completer:
+        """A saved CodeFill folder (`save_codefill`) or any weights source whose files include tokenizer.json."""
+        from zoo.factory import from_pretrained, open_weights
+
+        weights = open_weights(source)
+        text = weights.text(TOKENIZER_FILE)
+        if text is None:
+            raise ZooError(f"{source}: no {TOKENIZER_FILE} beside the weights; save models with save_codefill")
+        return cls(from_pretrained(weights), ValueTokenizer.from_str(text), **kwargs)
+
+    # -------------------------------------------------------------------------- entry point
+    @torch.no_grad()
+    def complete(self, source: str, line: int, col: int, mode: str = "token", topk: int = 5) -> list[dict]:
+        """Completion items at the cursor, best first."""
+        if mode not in MODES:
+            raise ZooError(f"mode={mode!r}; choose one of {MODES}")
+        if topk < 1:
+            raise ZooError(f"topk={topk}; give 1 or more")
+        ctx = cursor_context(source, line, col, self.tokenizer, self.model.context)
+        words = self.complete_words(ctx, topk)
+        if mode == "token":
+            return words
+        return self.complete_statements(ctx, topk, words)
+
+    def _item(self, label: str, type_id: int, log_score: float, after_dot: bool) -> dict:
+        type_name = TYPES[type_id]
+        kind = kind_of(type_name, after_dot)
+        return {
+            "label": label,
+            "kind": kind,
+            "score": math.exp(log_score),
+            "detail": type_name,
+            "lsp_kind": LSP_KINDS[kind],
+        }
+
+    def _forward(self, ctx: CursorContext, continuations: list[list[int]], continuation_types: list[list[int]]):
+        device = self.model.value_embed.weight.device
+        rows_v = [(ctx.values + c)[-self.model.context :] for c in continuations]
+        rows_t = [(ctx.types + t)[-self.model.context :] for t in continuation_types]
+        x = self.model.pack(
+            torch.tensor(rows_v, device=device), torch.tensor(rows_t, device=device) if self.model.multitask else None
+        )
+        log_probs, type_log_probs = self.model.next_value_log_probs(x)
+        last_types = type_log_probs[:, -1].cpu() if type_log_probs is not None else None
+        return log_probs[:, -1].cpu(), last_types
+
+    # -------------------------------------------------------------------------- token mode
+    def complete_words(self, ctx: CursorContext, topk: int) -> list[dict]:
+        """Whole source tokens: pruned search over pieces (see the module docstring)."""
+        log_probs, type_log_probs = self._forward(ctx, [[]], [[]])
+        first, types0 = log_probs[0], (type_log_probs[0] if type_log_probs is not None else None)
+        allowed = self.word_start & self.insertable
+        candidates = first.masked_fill(~allowed, float("-inf"))
+        order = torch.argsort(candidates, descending=True)
+        width = 4 * topk
+        partial: list[tuple[list[int], float]] = []
+        for piece in order.tolist():
+            if len(partial) == width or candidates[piece] == float("-inf"):
+                break
+            if _compatible(self.piece_text[piece].lstrip(" "), ctx.fragment):
+                partial.append(([piece], float(candidates[piece])))
+        finals: dict[str, tuple[float, int]] = {}
+        for _ in range(self.max_word_pieces):
+            if not partial:
+                break
+            word_types = [self._word_types(p, types0) for p, _ in partial]
+            log_probs, _ = self._forward(ctx, [p for p, _ in partial], word_types)
+            end_mass = torch.logsumexp(log_probs.masked_fill(~self.word_start, float("-inf")), dim=-1)
+            grown = []
+            for n, (pieces, score) in enumerate(partial):
+                text = "".join(self.piece_text[p] for p in pieces).lstrip(" ")
+                if text.startswith(ctx.fragment):
+                    final = score + float(end_mass[n])
+                    if final > finals.get(text, (-math.inf, 0))[0]:
+                        finals[text] = (final, word_types[n][0])
+                more = log_probs[n].masked_fill(self.word_start | ~self.insertable, float("-inf"))
+                top = torch.topk(more, min(width, more.numel()))
+                for lp, piece in zip(top.values.tolist(), top.indices.tolist()):
+                    if lp == float("-inf"):
+                        break
+                    if _compatible(text + self.piece_text[piece], ctx.fragment):
+                        grown.append((pieces + [piece], score + lp))
+            kth = sorted((s for s, _ in finals.values()), reverse=True)[topk - 1] if len(finals) >= topk else -math.inf
+            # Extending only lowers a score: a partial already below the k-th finished word can never enter.
+            partial = sorted((g for g in grown if g[1] > kth), key=lambda g: -g[1])[:width]
+        ranked = sorted(finals.items(), key=lambda kv: -kv[1][0])[:topk]
+        return [self._item(label, type_id, score, ctx.after_dot) for label, (score, type_id) in ranked]
+
+    def _word_types(self, pieces: list[int], type_log_probs: torch.Tensor | None) -> list[int]:
+        if type_log_probs is None:
+            return [0] * len(pieces)
+        type_id = int(self.model.type_of_value(pieces[0], type_log_probs))
+        return [type_id] * len(pieces)
+
+    # -------------------------------------------------------------------------- statement mode
+    def complete_statements(self, ctx: CursorContext, topk: int, words: list[dict] | None = None) -> list[dict]:
+        """The rest of the statement, by beam search (after completing a typed fragment with the best word)."""
+        lead, lead_types, lead_label = [], [], ""
+        if ctx.fragment:
+            words = words or self.complete_words(ctx, 1)
+            if not words:
+                return []
+            lead_label = words[0]["label"]
+            lead = self.tokenizer.encode_word(lead_label)
+            lead_types = [TYPE_IDS[words[0]["detail"]]] * len(lead)
+        hyps = self.model.complete_statement(
+            ctx.values + lead,
+            ctx.types + lead_types,
+            beam_size=max(topk, self.beam_size),
+            max_steps=self.max_statement_pieces,
+            stop_ids=self.stop_ids,
+            allowed=self.insertable | self._stop_mask(),
+        )
+        items, seen = [], set()
+        for h in hyps:
+            pieces = [p for p in h.tokens if p not in self.stop_ids]
+            label = detokenize(([lead_label] if lead_label else []) + self.tokenizer.decode_words(pieces)).strip()
+            if not label or label in seen:
+                continue
+            seen.add(label)
+            first_type = lead_types[0] if lead_types else (h.types[0] if h.types else 0)
+            items.append(self._item(label, first_type, h.score, ctx.after_dot))
+            if len(items) == topk:
+                break
+        return items
+
+    def _stop_mask(self) -> torch.Tensor:
+        mask = torch.zeros_like(self.insertable)
+        mask[self.stop_ids] = True
+        return mask
+
+
+# ----------------------------------------------------------------------------- saving and loading
+
+
+def save_codefill(folder: str | os.PathLike, model, tokenizer: ValueTokenizer, card: dict | None = None):
+    """A CodeFill model folder with its tokenizer (found again by `Completer.from_pretrained`)."""
+    from zoo.hub import save_pretrained
+
+    return save_pretrained(model, folder, card=card, extra_files={TOKENIZER_FILE: tokenizer.to_str()})
+
+
+# ----------------------------------------------------------------------------- statement evaluation
+
+
+@dataclass
+class StatementExample:
+    """Context pieces/types before a cardinal point inside a statement, and the statement's remaining tokens."""
+
+    path: str
+    values: list[int]
+    types: list[int]
+    reference: list[str]
+
+
+def statement_examples(
+    files: Sequence[EncodedFile], context: int, max_examples: int | None = None, min_words: int = 2
+) -> list[StatementExample]:
+    """Evaluation points for statement completion: cardinal points with >= `min_words` tokens left in
+    their statement (NEWLINE excluded); evenly thinned to `max_examples` (deterministic)."""
+    points = []
+    for f in files:
+        for i, is_cardinal in enumerate(f.cardinal):
+            if not is_cardinal or i == 0:
+                continue
+            word = f.word_index[i]
+            reference = []
+            for value in f.words[word:]:
+                if value in (NEWLINE_VALUE, EOS_VALUE, INDENT_VALUE, DEDENT_VALUE):
+                    break
+                reference.append(value)
+            if len(reference) >= min_words:
+                points.append((f, i, reference))
+    if max_examples and len(points) > max_examples:
+        step = len(points) / max_examples
+        points = [points[int(k * step)] for k in range(max_examples)]
+    return [
+        StatementExample(f.path, f.values[max(0, i - context) : i], f.types[max(0, i - context) : i], reference)
+        for f, i, reference in points
+    ]
+
+
+def codefill_statement_predictor(
+    model, tokenizer: ValueTokenizer, beam_size: int = 5, max_steps: int = 32, rerank: bool = True
+) -> Callable[[StatementExample], list[str]]:
+    """A function: example -> predicted source tokens of the rest of the statement (best beam)."""
+    stops = [tokenizer.id(NEWLINE_VALUE), tokenizer.id(EOS_VALUE)]
+
+    def predict(example: StatementExample) -> list[str]:
+        hyps = model.complete_statement(example.values, example.types, beam_size, max_steps, stops, rerank=rerank)
+        return tokenizer.decode_words([p for p in hyps[0].tokens if p not in stops]) if hyps else []
+
+    return predict
+
+
+def ngram_statement_predictor(
+    lm, tokenizer: ValueTokenizer, beam_size: int = 5, max_steps: int = 32
+) -> Callable[[StatementExample], list[str]]:
+    """The same for a `KneserNeyLM` trained on piece ids."""
+    stops = [tokenizer.id(NEWLINE_VALUE), tokenizer.id(EOS_VALUE)]
+
+    def predict(example: StatementExample) -> list[str]:
+        hyps = lm.complete_statement(example.values, beam_size, max_steps, stops)
+        return tokenizer.decode_words([p for p in hyps[0][0] if p not in stops]) if hyps else []
+
+    return predict
+
+
+def evaluate_statements(
+    predict: Callable[[StatementExample], list[str]], examples: Sequence[StatementExample], progress: bool = False
+) -> dict[str, float]:
+    """ROUGE-L and exact match at n = 2..8 source tokens over the examples."""
+    from tqdm.auto import tqdm
+
+    metrics = StatementMetrics()
+    for example in tqdm(examples, desc="statements", disable=not progress):
+        metrics.update(predict(example), example.reference)
+    return metrics.compute()

@@ -1,0 +1,4 @@
+import os
+
+value = 1
+print value

@@ -1,0 +1,9 @@
+def fine(x):
+    return x + 1
+
+
+def broken(:
+    return 2
+
+
+never_reached = 3
