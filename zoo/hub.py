@@ -20,6 +20,8 @@ import hashlib
 import json
 import logging
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -269,14 +271,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """A Lightning `.ckpt`, loaded with weights_only=True (no arbitrary code)."""
     if not os.access(path, os.R_OK):
         raise ZooError(f"checkpoint {path} cannot be read (permission denied); fix its permissions")
+    other = "use another checkpoint of the run (checkpoints/best.ckpt or last.ckpt)"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise ZooError(f"checkpoint {path} is empty (0 bytes): its save did not finish; {other}")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip archive, or a legacy pickle
+        raise ZooError(
+            f"{path} is not a PyTorch checkpoint (it starts with {head!r}); give a .ckpt written by `zoo ... train`"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except pickle.UnpicklingError as err:  # the weights_only loader met a class it will not import
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         raise ZooError(
-            f"cannot read checkpoint {path} ({first[:160]}); it is truncated or not a Lightning .ckpt: "
-            "use another checkpoint of the run (checkpoints/best.ckpt or last.ckpt)"
+            f"{path} pickles Python objects ({found.group(1) if found else 'classes'}) that a safe load refuses; "
+            "give a .ckpt written by `zoo ... train` or convert it to safetensors"
         ) from None
+    except Exception as err:
+        first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ZooError(f"checkpoint {path} is truncated or damaged ({first[:100]}); {other}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ZooError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by `zoo ... train`")
     return ckpt

@@ -115,6 +115,8 @@ class ChemDataModule(BaseDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         seed: int = 0,
+        delimiter: str | None = None,
+        decimal: str = ".",
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
         self.path, self.embedded = path, embedded or self.default_embedded
@@ -128,6 +130,8 @@ class ChemDataModule(BaseDataModule):
             canonical=canonical,
             dedupe=dedupe,
             limit=limit,
+            delimiter=delimiter,  # CSV dialect: None detects , ; or tab from the header line
+            decimal=decimal,
         )
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
         self.max_tokens, self.tokenizer_source = max_tokens, tokenizer

@@ -6,6 +6,10 @@ line; `on_invalid="error"` stops at the first one, `"skip"` drops them, logs a
 count and writes them with the reason to a rejects CSV. Canonicalisation (RDKit
 canonical isomeric SMILES) and de-duplication (first occurrence wins) are on by
 default.
+
+CSV dialects: the delimiter of a `.csv` is `,`, `;` or a tab, read off the header line
+unless `delimiter` names it (`data.delimiter=semicolon`); labels written with decimal
+commas (`5,1`) are read when `decimal=","` (`data.decimal=comma`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +85,30 @@ def file_format(path: str | os.PathLike) -> tuple[str, bool]:
     return FORMATS[suffix], gzipped
 
 
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+DECIMALS = {"dot": ".", "point": ".", "comma": ","}
+
+
+def table_delimiter(header: str, given: str | None, default: str) -> str:
+    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab in
+    the header line (`default`, the suffix's, when none occurs or on a tie)."""
+    if given is not None:
+        delimiter = DELIMITERS.get(str(given).lower(), str(given))
+        if len(delimiter) != 1:
+            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
+        return delimiter
+    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else default
+
+
+def decimal_mark(given: str | None) -> str:
+    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
+    if decimal not in (".", ","):
+        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
+    return decimal
+
+
 def _open_text(path: Path, gzipped: bool) -> io.TextIOBase:
     if not path.is_file():
         raise DataError(f"{path}: no such file; check data.path")
@@ -99,9 +129,22 @@ def _pick_column(header: Sequence[str], wanted: str | None, path: Path, what: st
 
 
 def _table_records(
-    handle, path: Path, delimiter: str, smiles_column: str | None, columns: Sequence[tuple[str, str]]
+    handle,
+    path: Path,
+    delimiter: str | None,
+    default: str,
+    decimal: str,
+    smiles_column: str | None,
+    columns: Sequence[tuple[str, str]],
 ) -> Iterator[_Raw]:
-    reader = csv.reader(handle, delimiter=delimiter)
+    first = handle.readline()
+    delimiter = table_delimiter(first, delimiter, default)
+    if decimal == delimiter:
+        raise DataError(
+            f"{path}: data.decimal={decimal!r} is also the column delimiter; decimal commas need ';' or tab "
+            "between columns"
+        )
+    reader = csv.reader(itertools.chain([first], handle), delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise DataError(f"{path}:1: empty file; expected a header row with a SMILES column")
@@ -133,6 +176,12 @@ def _smi_records(handle, path: Path, columns: Sequence[tuple[str, str]]) -> Iter
     for line_number, line in enumerate(handle, start=1):
         text = line.rstrip("\r\n")
         parts = text.split()
+        delimited = len(parts) == 1 and re.search(r"[,;|]", text)
+        if line_number == 1 and delimited and re.split(r"[,;|]", text)[0].strip().lower() in SMILES_COLUMN_NAMES:
+            raise DataError(
+                f"{path}:1: the header {text[:60]!r} is a delimited table, but {path.suffix} files are read as "
+                "whitespace-separated SMILES; rename the file to .csv"
+            )
         if line_number == 1 and parts and parts[0].lower() in SMILES_COLUMN_NAMES:
             header = parts
             for name, what in columns:
@@ -217,6 +266,8 @@ def read_molecules(
     limit: int | None = None,
     write_rejects: bool = True,
     missing_targets: str = "error",
+    delimiter: str | None = None,
+    decimal: str | None = ".",
 ) -> MoleculeTable:
     """Read, validate, canonicalise and de-duplicate a molecule file.
 
@@ -226,13 +277,16 @@ def read_molecules(
     group_column: a column naming each molecule's family (for in-context packing).
     rejects_path: where `on_invalid="skip"` lists the bad records (default
         `<file stem>.rejected.csv` in the working directory); `write_rejects=False` only logs them.
+    delimiter: a CSV/TSV's column separator (None: detected from the header line); decimal: "." or ","
+        for the labels' decimal mark.
     """
     if on_invalid not in ("error", "skip"):
         raise DataError(f"on_invalid={on_invalid!r}; choose error or skip")
     path = Path(path)
     kind, gzipped = file_format(path)
     target_columns = list(target_columns or [])
-    molecules, rejected, seen, duplicates = [], [], set(), 0
+    decimal = decimal_mark(decimal)
+    molecules, rejected, seen, duplicates, conflicts = [], [], {}, 0, []
     RDLogger.DisableLog("rdApp.*")  # RDKit prints each parse failure to stderr; ours are reported once, with the line
     try:
         with _open_text(path, gzipped) as handle:
@@ -240,7 +294,8 @@ def read_molecules(
             wanted = [(c, what) for c, what in ((id_column, "id_column"), (group_column, "group_column")) if c]
             wanted += [(c, "target_columns") for c in target_columns] if missing_targets == "error" else []
             if kind in ("csv", "tsv"):
-                records = _table_records(handle, path, "," if kind == "csv" else "\t", smiles_column, wanted)
+                default = "," if kind == "csv" else "\t"
+                records = _table_records(handle, path, delimiter, default, decimal, smiles_column, wanted)
             elif kind == "smi":
                 records = _smi_records(handle, path, wanted)
             else:
@@ -249,7 +304,7 @@ def read_molecules(
                 where = f"{path}:{raw.line}"
                 try:
                     molecule = _validate(
-                        raw, kind, where, id_column, target_columns, group_column, canonical, missing_targets
+                        raw, kind, where, id_column, target_columns, group_column, canonical, missing_targets, decimal
                     )
                 except DataError as err:
                     if on_invalid == "error":
@@ -258,9 +313,12 @@ def read_molecules(
                     continue
                 key = Chem.CanonSmiles(molecule.smiles) if dedupe and not canonical else molecule.smiles
                 if dedupe and key in seen:
+                    conflict = _label_conflict(seen[key], molecule, where)
+                    if conflict:
+                        conflicts.append(conflict)
                     duplicates += 1
                     continue
-                seen.add(key)
+                seen[key] = (raw.line, molecule)
                 molecules.append(molecule)
                 if limit and len(molecules) >= limit:
                     break
@@ -272,11 +330,33 @@ def read_molecules(
         RDLogger.EnableLog("rdApp.*")
     table = MoleculeTable(str(path), molecules, rejected, duplicates)
     _report(table, rejects_path, write_rejects)
+    if conflicts:  # the documented decision: the first occurrence wins, said aloud
+        log.warning(
+            "%s: %d repeated molecules carry other labels than their first occurrence, which is kept (%s); "
+            "average them in the file, or set data.dedupe=false to train on every row",
+            path,
+            len(conflicts),
+            conflicts[0],
+        )
+    if missing_targets == "error":
+        for name in target_columns:
+            if all(math.isnan(m.targets[name]) for m in molecules):
+                raise DataError(f"{path}: target {name!r} is empty in every record; fill it or fix data.target_columns")
     return table
 
 
+def _label_conflict(first: tuple[int, Molecule], again: Molecule, where: str) -> str | None:
+    """How a repeated molecule's labels disagree with its first occurrence's (None when they agree)."""
+    line, kept = first
+    for name, value in again.targets.items():
+        previous = kept.targets.get(name, math.nan)
+        if not (math.isnan(value) or math.isnan(previous)) and value != previous:
+            return f"{where}: {again.smiles} {name}={value:g}, line {line}: {previous:g}"
+    return None
+
+
 def _validate(
-    raw: _Raw, kind: str, where: str, id_column, target_columns, group_column, canonical, missing_targets
+    raw: _Raw, kind: str, where: str, id_column, target_columns, group_column, canonical, missing_targets, decimal="."
 ) -> Molecule:
     if "_error" in raw.fields:
         raise DataError(f"{where}: {raw.fields['_error']}")
@@ -302,9 +382,13 @@ def _validate(
             raise DataError(f"{where}: SDF record has no field <{name}>; fields are {sorted(raw.fields)}")
         text = raw.fields.get(name, "").strip()
         try:
-            targets[name] = float(text) if text else math.nan
+            targets[name] = float(text.replace(",", ".") if decimal == "," else text) if text else math.nan
         except ValueError:
-            raise DataError(f"{where}: target {name!r} = {text!r} is not a number") from None
+            comma = decimal == "." and re.fullmatch(r"[-+]?\d*,\d+", text)
+            hint = "; the file writes decimal commas: add data.decimal=comma" if comma else ""
+            raise DataError(f"{where}: target {name!r} = {text!r} is not a number{hint}") from None
+        if math.isinf(targets[name]):  # one inf makes every loss of the run NaN
+            raise DataError(f"{where}: target {name!r} = {text!r} is not finite; give a number or leave it empty")
     record_id = raw.fields.get(id_column, "").strip() if id_column else raw.id
     group = raw.fields.get(group_column, "").strip() if group_column else None
     return Molecule(record_id or raw.id, smiles, targets, group)

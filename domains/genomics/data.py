@@ -137,6 +137,8 @@ class SequenceDataModule(GenomicsDataModule):
         rc_prob: float = 0.0,
         predict_path: str | None = None,
         embedded: dict | None = None,
+        delimiter: str | None = None,
+        decimal: str = ".",
         **common: Any,
     ):
         super().__init__(**common)
@@ -154,6 +156,11 @@ class SequenceDataModule(GenomicsDataModule):
             id_column=id_column,
             split_column=split_column,
             task_type=task_type,
+        )
+        # CSV dialect of a table (None: delimiter detected from the header line). Passed only when set:
+        # domains/genomics/sources.py forwards them to read_table/read_labels once it takes them.
+        self.read_kwargs.update(
+            {k: v for k, v in (("delimiter", delimiter), ("decimal", decimal)) if v not in (None, ".")}
         )
         self.length_policy = dict(max_length=max_length, policy=on_too_long, stride=stride)
         self.val_fraction, self.test_fraction, self.shuffle_labels = val_fraction, test_fraction, shuffle_labels

@@ -5,6 +5,11 @@ columns); names are found case-insensitively when not given. GenomicBenchmarks
 (Grešová et al., BMC Genomic Data 2023) stores one sequence per text file:
 `<root>/train/<class>/<id>.txt` and `<root>/test/<class>/<id>.txt`; the class is
 the folder name.
+
+CSV dialects: the delimiter is `,`, `;` or a tab, read off the header line (ties go to
+the suffix's: tab for .tsv/.tab/.txt, else comma) unless `delimiter` names it
+(`data.delimiter=semicolon`); regression labels with decimal commas (`0,5`) are read
+when `decimal=","` (`data.decimal=comma`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
+import math
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,15 +59,47 @@ def _pick(
     return None
 
 
-def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (line number, row) pairs; the delimiter is a tab for .tsv/.tab/.txt, else a comma."""
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+DECIMALS = {"dot": ".", "point": ".", "comma": ","}
+
+
+def table_delimiter(header: str, given: str | None, default: str) -> str:
+    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab in
+    the header line (`default` when none occurs or on a tie)."""
+    if given is not None:
+        delimiter = DELIMITERS.get(str(given).lower(), str(given))
+        if len(delimiter) != 1:
+            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
+        return delimiter
+    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else default
+
+
+def decimal_mark(given: str | None) -> str:
+    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
+    if decimal not in (".", ","):
+        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
+    return decimal
+
+
+def read_rows(path: Path, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs; the delimiter is `delimiter`, else detected (see the module doc)."""
     name = path.name.lower().removesuffix(".gz")
-    delimiter = "\t" if name.endswith((".tsv", ".tab", ".txt")) else ","
+    default = "\t" if name.endswith((".tsv", ".tab", ".txt")) else ","
     rows: list[tuple[int, dict[str, str]]] = []
     try:
         with _open_text(path) as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
+            first = handle.readline()
+            delimiter = table_delimiter(first, delimiter, default)
+            reader = csv.DictReader(itertools.chain([first], handle), delimiter=delimiter)
             for row in reader:
+                if None in row:  # DictReader files cells beyond the header under the key None
+                    raise DataError(
+                        f"{path}:{reader.line_num}: {len(reader.fieldnames) + len(row[None])} fields, the header "
+                        f"has {len(reader.fieldnames)} (delimiter {delimiter!r}); quote cells holding the delimiter "
+                        "or set data.delimiter"
+                    )
                 rows.append((reader.line_num, row))
             header = list(reader.fieldnames or [])
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -74,16 +114,21 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return header, rows
 
 
-def parse_label(value: str | None, task_type: str, where: str, column: str):
+def parse_label(value: str | None, task_type: str, where: str, column: str, decimal: str = "."):
     if value is None or value.strip().lower() in MISSING:
         return None
     if task_type == "regression":
         try:
-            return float(value)
+            number = float(value.replace(",", ".") if decimal == "," else value)
         except ValueError:
+            comma = decimal == "." and re.fullmatch(r"\s*[-+]?\d*,\d+\s*", value)
+            hint = "; the file writes decimal commas: add data.decimal=comma" if comma else ""
             raise DataError(
-                f"{where}: label {value!r} in column {column!r} is not a number (task_type=regression)"
+                f"{where}: label {value!r} in column {column!r} is not a number (task_type=regression){hint}"
             ) from None
+        if math.isinf(number):  # one inf makes every loss of the run NaN
+            raise DataError(f"{where}: label {value!r} in column {column!r} is not finite; give a number")
+        return number
     return value.strip()
 
 
@@ -95,9 +140,12 @@ def read_table(
     split_column: str | None = None,
     task_type: str = "classification",
     require_labels: bool = True,
+    delimiter: str | None = None,
+    decimal: str | None = ".",
 ) -> list[Example]:
     path = Path(path)
-    header, rows = read_rows(path)
+    decimal = decimal_mark(decimal)
+    header, rows = read_rows(path, delimiter)
     seq_col = _pick(header, sequence_column, SEQUENCE_NAMES, "sequence", path)
     id_col = _pick(header, id_column, ID_NAMES, "id", path, required=False)
     labels = list(label_columns or [])
@@ -113,7 +161,7 @@ def read_table(
         seq = (row.get(seq_col) or "").strip()
         if not seq:
             raise DataError(f"{where}: empty sequence; fill it or drop the row")
-        values = [parse_label(row.get(c), task_type, where, c) for c in labels]
+        values = [parse_label(row.get(c), task_type, where, c, decimal) for c in labels]
         if require_labels and any(v is None for v in values):
             column = labels[[v is None for v in values].index(True)]
             raise DataError(f"{where}: missing label in column {column!r}; fill it or drop the row")
@@ -134,12 +182,15 @@ def read_labels(
     id_column: str | None = None,
     label_columns: Sequence[str] | None = None,
     task_type: str = "classification",
+    delimiter: str | None = None,
+    decimal: str | None = ".",
 ) -> dict[str, object]:
     """Labels of FASTA records from a table `id,label[,...]` (a missing cell is None)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such labels file; check data.labels")
-    header, rows = read_rows(path)
+    decimal = decimal_mark(decimal)
+    header, rows = read_rows(path, delimiter)
     id_col = _pick(header, id_column, ID_NAMES, "id", path)
     labels = (
         [_pick(header, c, (), "label", path) for c in label_columns]
@@ -148,7 +199,7 @@ def read_labels(
     )
     out = {}
     for line, row in rows:
-        values = [parse_label(row.get(c), task_type, f"{path}:{line}", c) for c in labels]
+        values = [parse_label(row.get(c), task_type, f"{path}:{line}", c, decimal) for c in labels]
         out[(row.get(id_col) or "").strip()] = (
             None if any(v is None for v in values) else (values[0] if task_type == "classification" else tuple(values))
         )

@@ -153,6 +153,8 @@ class TimeSeriesDataModule(BaseDataModule):
         label_len: int = 48,
         horizon: int = 24,
         season: int | None = None,
+        delimiter: str | None = None,
+        decimal: str = ".",
         **loader_kwargs,
     ):
         super().__init__(**loader_kwargs)
@@ -162,7 +164,15 @@ class TimeSeriesDataModule(BaseDataModule):
             raise DataError(f"need 0 <= label_len ({label_len}) <= seq_len ({seq_len}) and horizon ({horizon}) >= 1")
         self.path, self.target, self.features, self.columns = str(path), target, features, columns
         self.read_kwargs = dict(
-            date_col=date_col, layout=layout, id_col=id_col, ds_col=ds_col, y_col=y_col, fill=fill, freq=freq
+            date_col=date_col,
+            layout=layout,
+            id_col=id_col,
+            ds_col=ds_col,
+            y_col=y_col,
+            fill=fill,
+            freq=freq,
+            delimiter=delimiter,  # CSV dialect: None detects , ; or tab from the header line
+            decimal=decimal,
         )
         self.split, self.ratios = split, list(ratios)
         self.seq_len, self.label_len, self.horizon, self.season = seq_len, label_len, horizon, season

@@ -9,10 +9,15 @@ missing timestamps are errors unless a fill policy is chosen (`fill`):
 `interpolate` (linear in time, edges held), `ffill` (carry forward, then back at the
 start) or `zero`. Only the columns (series) a run uses are checked: `columns`, or
 the target alone for univariate runs, so a broken column the run ignores is no error.
+
+CSV dialects: the delimiter is `,`, `;` or a tab, read off the header line unless
+`delimiter` names it (`data.delimiter=semicolon`); decimal commas (`1,5`, common in
+spreadsheets saved in European locales) are read when `decimal=","` (`data.decimal=comma`).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -29,7 +34,40 @@ def _where(path: str, row: int, parquet: bool) -> str:
     return f"{path} row {row + 1}" if parquet else f"{path}:{row + 2}"
 
 
-def read_file(path: str) -> tuple[pd.DataFrame, bool]:
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+DECIMALS = {"dot": ".", "point": ".", "comma": ","}
+
+
+def csv_delimiter(file: Path, given: str | None, default: str) -> str:
+    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab
+    in the header line (`default` when none occurs)."""
+    if given is not None:
+        delimiter = DELIMITERS.get(str(given).lower(), str(given))
+        if len(delimiter) != 1:
+            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
+        return delimiter
+    try:
+        with open(file, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline()
+    except OSError:
+        return default  # pandas reports the reason below
+    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
+    best = max(counts, key=counts.get)  # ties keep the first: the suffix's default
+    return best if counts[best] else default
+
+
+def csv_decimal(given: str | None, delimiter: str) -> str:
+    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
+    if decimal not in (".", ","):
+        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
+    if decimal == delimiter:
+        raise DataError(
+            f"data.decimal={given!r} is also the column delimiter; decimal commas need ';' or tab between columns"
+        )
+    return decimal
+
+
+def read_file(path: str, delimiter: str | None = None, decimal: str | None = ".") -> tuple[pd.DataFrame, bool]:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{path}: no such file; give data.path=<file.csv|file.parquet>")
@@ -40,8 +78,10 @@ def read_file(path: str) -> tuple[pd.DataFrame, bool]:
         except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
             raise DataError(f"{path}: not a readable Parquet file ({_first_line(err)})") from err
     if suffix in (".csv", ".tsv", ".txt"):
+        sep = csv_delimiter(file, delimiter, "\t" if suffix == ".tsv" else ",")
+        point = csv_decimal(decimal, sep)
         try:
-            return pd.read_csv(file, sep="\t" if suffix == ".tsv" else ","), False
+            return pd.read_csv(file, sep=sep, decimal=point), False
         except pd.errors.EmptyDataError as err:
             raise DataError(f"{path}: the file is empty; give a header line and rows") from err
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -115,10 +155,21 @@ def _numeric(values: pd.Series, path: str, column: str, parquet: bool) -> np.nda
     numbers = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(numbers.isna().to_numpy() & values.notna().to_numpy())
     if len(bad):
+        value = values.iloc[bad[0]]
+        hint = (
+            "the file writes decimal commas: add data.decimal=comma"
+            if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", str(value))
+            else "fix it, or choose the numeric columns with data.columns=[...]"
+        )
         raise DataError(
-            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {values.iloc[bad[0]]!r} is "
-            "not a number; "
-            "fix it, or choose the numeric columns with data.columns=[...]"
+            f"{_where(path, values.index[bad[0]], parquet)}: column {column!r} value {value!r} is not a number; {hint}"
+        )
+    infinite = np.flatnonzero(np.isinf(numbers.to_numpy(dtype=np.float64)))
+    if len(infinite):  # it would turn every loss of the run into NaN
+        raise DataError(
+            f"{_where(path, values.index[infinite[0]], parquet)}: column {column!r} value "
+            f"{str(values.iloc[infinite[0]])!r} is not finite; replace it with a number, or leave the cell empty and "
+            "set data.fill"
         )
     return numbers.to_numpy(dtype=np.float64)
 
@@ -236,16 +287,19 @@ def load_series(
     ds_col: str = "ds",
     y_col: str = "y",
     target: str | None = None,
+    delimiter: str | None = None,
+    decimal: str | None = ".",
 ) -> tuple[pd.DataFrame, str]:
     """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias).
 
     `target` (a column, or a series of a long file) must exist; `columns` default to all.
+    `delimiter` (None: detected) and `decimal` shape how a CSV is read.
     """
     if fill not in FILL_POLICIES:
         raise DataError(f"data.fill={fill!r}; choose one of {', '.join(FILL_POLICIES)}")
     if layout not in ("auto", "wide", "long"):
         raise DataError(f"data.layout={layout!r}; choose auto, wide or long")
-    raw, parquet = read_file(path)
+    raw, parquet = read_file(path, delimiter, decimal)
     if raw.empty:
         raise DataError(f"{path}: the file has no rows")
     is_long = layout == "long" or (layout == "auto" and {id_col, ds_col, y_col} <= set(raw.columns))
