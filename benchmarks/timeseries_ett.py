@@ -192,22 +192,18 @@ def write_log(path: Path, rows: list[dict[str, str]]) -> None:
 def run_cell(data: str, features: str, horizon: int, model: list[str], folder: Path) -> dict:
     """`run_one`, resumed from `checkpoints/last.ckpt` when an earlier run of this cell was stopped.
 
-    Lightning's CSV logger deletes the metrics.csv it finds, so the rows logged before the
-    checkpoint are set aside first (those of the epoch cut short are dropped) and put back after.
+    The core's CSV logger continues the metrics.csv it finds; the rows of the epoch cut short
+    (logged after the checkpoint) are dropped first.
     """
     last, log = folder / "checkpoints" / "last.ckpt", folder / "logs" / "metrics.csv"
-    kept = log.with_name("metrics.before_resume.csv")
     if not last.is_file():
         shutil.rmtree(folder, ignore_errors=True)  # stopped in its first epoch: nothing to keep
         return run_one(data, features, horizon, model, folder)
     state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
     print(f"{folder.name}: resuming after epoch {state['epoch'] + 1} from {last}", flush=True)
     # the checkpoint's global_step counts the batches before it; rows logged at a later step are lost work
-    write_log(kept, [row for row in read_log(kept) + read_log(log) if int(row["step"]) < state["global_step"]])
-    result = run_one(data, features, horizon, [*model, f"ckpt_path={last}"], folder)
-    write_log(log, read_log(kept) + read_log(log))
-    kept.unlink()
-    return result
+    write_log(log, [row for row in read_log(log) if int(row["step"]) < state["global_step"]])
+    return run_one(data, features, horizon, [*model, f"ckpt_path={last}"], folder)
 
 
 def epochs_run(folder: Path) -> str:
