@@ -210,10 +210,9 @@ class Completer:
         if topk < 1:
             raise ZooError(f"topk={topk}; give 1 or more")
         ctx = cursor_context(source, line, col, self.tokenizer, self.model.context)
-        words = self.complete_words(ctx, topk)
         if mode == "token":
-            return words
-        return self.complete_statements(ctx, topk, words)
+            return self.complete_words(ctx, topk)
+        return self.complete_statements(ctx, topk)
 
     def _item(self, label: str, type_id: int, log_score: float, after_dot: bool) -> dict:
         type_name = TYPES[type_id]
@@ -226,26 +225,24 @@ class Completer:
             "lsp_kind": LSP_KINDS[kind],
         }
 
-    def _forward(self, ctx: CursorContext, continuations: list[list[int]], continuation_types: list[list[int]]):
+    def _forward(self, state, continuations: list[list[int]], continuation_types: list[list[int]]):
+        """Next-piece log-probs (re-ranked) and type log-probs after the context plus each continuation."""
         device = self.model.value_embed.weight.device
-        rows_v = [(ctx.values + c)[-self.model.context :] for c in continuations]
-        rows_t = [(ctx.types + t)[-self.model.context :] for t in continuation_types]
-        x = self.model.pack(
-            torch.tensor(rows_v, device=device), torch.tensor(rows_t, device=device) if self.model.multitask else None
-        )
-        log_probs, type_log_probs = self.model.next_value_log_probs(x)
-        last_types = type_log_probs[:, -1].cpu() if type_log_probs is not None else None
-        return log_probs[:, -1].cpu(), last_types
+        new_v = torch.tensor(continuations, dtype=torch.long, device=device)
+        new_t = torch.tensor(continuation_types, dtype=torch.long, device=device)
+        log_probs, type_log_probs = self.model.next_log_probs_after(state, new_v, new_t)
+        return log_probs.cpu(), (type_log_probs.cpu() if type_log_probs is not None else None)
 
     # -------------------------------------------------------------------------- token mode
     def complete_words(self, ctx: CursorContext, topk: int) -> list[dict]:
         """Whole source tokens: pruned search over pieces (see the module docstring)."""
-        log_probs, type_log_probs = self._forward(ctx, [[]], [[]])
+        state = self.model.prefill(ctx.values, ctx.types, reserve=self.max_word_pieces)
+        log_probs, type_log_probs = self._forward(state, [[]], [[]])
         first, types0 = log_probs[0], (type_log_probs[0] if type_log_probs is not None else None)
         allowed = self.word_start & self.insertable
         candidates = first.masked_fill(~allowed, float("-inf"))
         order = torch.argsort(candidates, descending=True)
-        width = 4 * topk
+        width = max(2 * topk, 12)  # a typed fragment needs room for its short prefixes ("l" before "lo")
         partial: list[tuple[list[int], float]] = []
         for piece in order.tolist():
             if len(partial) == width or candidates[piece] == float("-inf"):
@@ -257,7 +254,7 @@ class Completer:
             if not partial:
                 break
             word_types = [self._word_types(p, types0) for p, _ in partial]
-            log_probs, _ = self._forward(ctx, [p for p, _ in partial], word_types)
+            log_probs, _ = self._forward(state, [p for p, _ in partial], word_types)
             end_mass = torch.logsumexp(log_probs.masked_fill(~self.word_start, float("-inf")), dim=-1)
             grown = []
             for n, (pieces, score) in enumerate(partial):
@@ -290,7 +287,7 @@ class Completer:
         """The rest of the statement, by beam search (after completing a typed fragment with the best word)."""
         lead, lead_types, lead_label = [], [], ""
         if ctx.fragment:
-            words = words or self.complete_words(ctx, 1)
+            words = words or self.complete_words(ctx, topk)
             if not words:
                 return []
             lead_label = words[0]["label"]

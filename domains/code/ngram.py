@@ -109,7 +109,7 @@ class KneserNeyLM:
 
     # -------------------------------------------------------------------------- probabilities
     def _context_ids(self, context: Sequence[Hashable]) -> tuple[int, ...]:
-        ids = self.ids(context)[-(self.order - 1) :] if self.order > 1 else []
+        ids = self.ids(list(context)[max(len(context) - self.order + 1, 0) :]) if self.order > 1 else []
         return tuple([0] * (self.order - 1 - len(ids)) + ids)
 
     def prob(self, token: Hashable, context: Sequence[Hashable] = ()) -> float:
@@ -173,10 +173,12 @@ class KneserNeyLM:
 
     def ranks(self, sequence: Sequence[Hashable]) -> list[int]:
         """Rank of every token of a sequence given the tokens before it (for accuracy and MRR)."""
-        return [self.rank(tok, sequence[:i]) for i, tok in enumerate(sequence)]
+        back = self.order - 1
+        return [self.rank(tok, sequence[max(i - back, 0) : i]) for i, tok in enumerate(sequence)]
 
     def log_prob(self, sequence: Sequence[Hashable]) -> float:
-        return sum(math.log(self.prob(tok, sequence[:i])) for i, tok in enumerate(sequence))
+        back = self.order - 1
+        return sum(math.log(self.prob(tok, sequence[max(i - back, 0) : i])) for i, tok in enumerate(sequence))
 
     def perplexity(self, sequences: Iterable[Sequence[Hashable]]) -> float:
         total, count = 0.0, 0

@@ -37,9 +37,15 @@ How this module builds it, and where it departs from the paper and its code:
   values whose usual type matches the predicted type move up).
 - `multitask=False` is the paper's value-only ablation: value stream in, next value out.
 
-Sizes: `test_codefill` (~45k parameters), `codefill_small` (width 256, 4 layers,
-8k BPE: ~5.5M) and `codefill_base`, the paper's size: GPT-2 small (width 768, 12
-layers, 12 heads, 50,257 values, context 1024; ~125M).
+Sizes: `test_codefill` (40,832 parameters), `codefill_small` (width 256, 4 layers,
+8,192 values: 5.44M) and `codefill_base`, the paper's size: GPT-2 small (width 768,
+12 layers, 12 heads, 50,257 values, context 1024: 125.0M).
+
+Inference: `prefill` encodes a context once; `next_log_probs_after` scores many
+continuations of it. With the Transformer encoder this is a KV cache built from the
+zoo block's own layers (tested equal to the full forward); other encoders recompute
+the whole sequence. Heads run only where asked (`last_only`), since at 8k values
+they cost more than the encoder.
 
 `num_classes=None` (default) keeps CodeFill's task heads as the model's `head`; an
 integer gives the plain classifier every zoo backbone has (CodeFill as an encoder).
@@ -227,16 +233,19 @@ def _block_forward(block, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tenso
     if attn.rotary:
         cos, sin = rotary_tables(offset + length, attn.head_dim, x.device)
         q, k = apply_rotary(q, cos[offset:], sin[offset:]), apply_rotary(k, cos[offset:], sin[offset:])
-    keys, vals = k, v
-    if past is not None:
-        keys = torch.cat([past[0].expand(batch, -1, -1, -1), k], dim=2)
-        vals = torch.cat([past[1].expand(batch, -1, -1, -1), v], dim=2)
-    total = keys.shape[2]
-    # new position i (absolute total - length + i) sees every key up to itself
-    mask = (
-        torch.arange(total, device=x.device)[None, :] <= torch.arange(total - length, total, device=x.device)[:, None]
-    )
-    out = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask)
+    if past is None:  # the context itself: plain causal attention (SDPA's fast path)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        # New positions attend to the cached context and causally to each other. Scores against the cache
+        # broadcast over the batch, so the cache is never copied per candidate.
+        scale = attn.head_dim**-0.5
+        past_scores = (q.float() @ past[0].float().transpose(-1, -2)) * scale  # (N, H, T, S)
+        new_scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # (N, H, T, T)
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        new_scores = new_scores.masked_fill(~causal, float("-inf"))
+        weights = torch.softmax(torch.cat([past_scores, new_scores], dim=-1), dim=-1)
+        split = past_scores.shape[-1]
+        out = (weights[..., :split] @ past[1].float() + weights[..., split:] @ v.float()).to(q.dtype)
     x = x + attn.proj(out.transpose(1, 2).reshape(batch, length, dim))
     return x + block.mlp(block.norm2(x)), (k, v)
 
@@ -625,19 +634,19 @@ def _codefill(defaults: dict[str, Any], kw: dict[str, Any]) -> CodeFill:
 
 @register_model
 def test_codefill(**kw) -> CodeFill:
-    """Width 32, two layers, 512 values: the registry-wide test model (~45k parameters)."""
+    """Width 32, two layers, 512 values: the registry-wide test model (40,832 parameters)."""
     return _codefill(dict(vocab_size=512, dim=32, depth=2, num_heads=2, mlp_ratio=2.0, context=256), kw)
 
 
 @register_model
 def codefill_small(**kw) -> CodeFill:
-    """Width 256, four layers, 8,192 values, context 512 (~5.5M parameters): the default, CPU-friendly."""
+    """Width 256, four layers, 8,192 values, context 512 (5.44M parameters): the default, CPU-friendly."""
     return _codefill(dict(vocab_size=8192, dim=256, depth=4, num_heads=4, context=512), kw)
 
 
 @register_model
 def codefill_base(**kw) -> CodeFill:
-    """The paper's size: GPT-2 small (width 768, 12 layers, 12 heads, 50,257 values, context 1024; ~125M)."""
+    """The paper's size: GPT-2 small (width 768, 12 layers, 12 heads, 50,257 values, context 1024; 125.0M)."""
     return _codefill(dict(vocab_size=50257, dim=768, depth=12, num_heads=12, context=1024), kw)
 
 
