@@ -28,6 +28,7 @@ from pathlib import Path
 
 from rdkit import Chem, RDLogger
 
+from zoo.dialect import decimal_mark, table_delimiter
 from zoo.errors import DataError
 from zoo.io import atomic_path
 
@@ -83,30 +84,6 @@ def file_format(path: str | os.PathLike) -> tuple[str, bool]:
             f"{path}: unknown molecule file type {suffix or '(none)'!r}; use .csv, .tsv, .smi or .sdf (optionally .gz)"
         )
     return FORMATS[suffix], gzipped
-
-
-DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
-DECIMALS = {"dot": ".", "point": ".", "comma": ","}
-
-
-def table_delimiter(header: str, given: str | None, default: str) -> str:
-    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab in
-    the header line (`default`, the suffix's, when none occurs or on a tie)."""
-    if given is not None:
-        delimiter = DELIMITERS.get(str(given).lower(), str(given))
-        if len(delimiter) != 1:
-            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
-        return delimiter
-    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else default
-
-
-def decimal_mark(given: str | None) -> str:
-    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
-    if decimal not in (".", ","):
-        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
-    return decimal
 
 
 def _open_text(path: Path, gzipped: bool) -> io.TextIOBase:

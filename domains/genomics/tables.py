@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from domains.genomics.records import Example
+from zoo.dialect import decimal_mark, table_delimiter
 from zoo.errors import DataError
 
 SEQUENCE_NAMES = ("sequence", "seq", "dna", "protein", "sequences")
@@ -57,30 +58,6 @@ def _pick(
             f"Columns are {', '.join(header)}"
         )
     return None
-
-
-DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
-DECIMALS = {"dot": ".", "point": ".", "comma": ","}
-
-
-def table_delimiter(header: str, given: str | None, default: str) -> str:
-    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab in
-    the header line (`default` when none occurs or on a tie)."""
-    if given is not None:
-        delimiter = DELIMITERS.get(str(given).lower(), str(given))
-        if len(delimiter) != 1:
-            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
-        return delimiter
-    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else default
-
-
-def decimal_mark(given: str | None) -> str:
-    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
-    if decimal not in (".", ","):
-        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
-    return decimal
 
 
 def read_rows(path: Path, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from zoo.dialect import decimal_mark, table_delimiter
 from zoo.errors import DataError
 
 FILL_POLICIES = ("error", "interpolate", "ffill", "zero")
@@ -34,32 +35,20 @@ def _where(path: str, row: int, parquet: bool) -> str:
     return f"{path} row {row + 1}" if parquet else f"{path}:{row + 2}"
 
 
-DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
-DECIMALS = {"dot": ".", "point": ".", "comma": ","}
-
-
 def csv_delimiter(file: Path, given: str | None, default: str) -> str:
-    """`given` (a character or a name: comma, semicolon, tab, pipe), else the most frequent of , ; tab
-    in the header line (`default` when none occurs)."""
-    if given is not None:
-        delimiter = DELIMITERS.get(str(given).lower(), str(given))
-        if len(delimiter) != 1:
-            raise DataError(f"data.delimiter={given!r}: give one character or one of {', '.join(DELIMITERS)}")
-        return delimiter
-    try:
-        with open(file, encoding="utf-8", errors="replace") as handle:
-            header = handle.readline()
-    except OSError:
-        return default  # pandas reports the reason below
-    counts = {candidate: header.count(candidate) for candidate in (default, ",", ";", "\t")}
-    best = max(counts, key=counts.get)  # ties keep the first: the suffix's default
-    return best if counts[best] else default
+    """`data.delimiter`, else detected from the file's header line (`zoo.dialect.table_delimiter`)."""
+    header = ""
+    if given is None:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as handle:
+                header = handle.readline()
+        except OSError:
+            return default  # pandas reports the reason below
+    return table_delimiter(header, given, default)
 
 
 def csv_decimal(given: str | None, delimiter: str) -> str:
-    decimal = DECIMALS.get(str(given).lower(), str(given)) if given is not None else "."
-    if decimal not in (".", ","):
-        raise DataError(f"data.decimal={given!r}: choose '.' or ',' (or dot, comma)")
+    decimal = decimal_mark(given)
     if decimal == delimiter:
         raise DataError(
             f"data.decimal={given!r} is also the column delimiter; decimal commas need ';' or tab between columns"
