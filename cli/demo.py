@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ FIRST = ("genomics", "timeseries", "chem", "rl")
 def zoo(domain: str, verb: str, overrides: list[str], runs: Path, run_id: str) -> dict:
     env = {**os.environ, "ZOO_RUNS_DIR": str(runs), "ZOO_RUN_ID": run_id}
     cmd = [sys.executable, "-m", "cli.main", domain, verb, *overrides]
-    print(f"$ zoo {domain} {verb} {' '.join(overrides)}", flush=True)
+    print(f"$ zoo {domain} {verb} {shlex.join(overrides)}", flush=True)  # a line the user can paste
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stdout[-2000:], done.stderr[-4000:], sep="\n", file=sys.stderr)

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -122,6 +123,34 @@ def preflight_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
+def quote_plain_values(args: Sequence[str]) -> list[str]:
+    """Quote `key=value` arguments whose value Hydra's grammar cannot read as written.
+
+    A shell leaves `history="Toy Story (1995); Heat (1995)"` as `history=Toy Story (1995); Heat (1995)`,
+    and `data.decimal=,` is Hydra sweep syntax: both fail to parse, and the user meant the plain text.
+    Such a value is passed as a quoted string; values that open a list, dict or quote are left to
+    Hydra's own error, since quoting would silently turn a broken structure into text.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if arg.startswith("-") or not sep or not key or value[:1] in ("[", "{", "'", '"'):
+            out.append(arg)
+            continue
+        try:
+            parser.parse_overrides([arg])
+            out.append(arg)
+        except OverrideParseException:
+            # Inside Hydra quotes a backslash is literal except before a quote or the closing quote.
+            escaped = re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
+            out.append(f"{key}='{escaped}'")
+    return out
+
+
 def preflight(domain: str, config_name: str, overrides: Sequence[str]) -> None:
     """Compose once so config mistakes are reported as one line before Hydra runs."""
     from hydra import compose, initialize_config_module
@@ -153,7 +182,7 @@ def run_domain(domain: str, verb: str, args: list[str], verbose: bool) -> None:
     import hydra
 
     config_name, extra = config_for(domain, verb)
-    hydra_args = [*args, *extra]
+    hydra_args = [*quote_plain_values(args), *extra]
     flags = {"-m", "--multirun", "--cfg", "-c", "--info", "--help", "-h", "--resolve", "--package", "-p"}
     overrides = [
         a

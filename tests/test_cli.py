@@ -105,3 +105,23 @@ def test_a_failed_run_keeps_its_reason_in_the_run_log(plugin_root, tmp_path):
     logs = list(tmp_path.glob("**/main.log"))
     assert logs and any("/no/such/file.txt" in p.read_text() for p in logs)
     assert not list(tmp_path.glob("**/checkpoints/*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Toy Story (1995); Heat (1995)", "it's (a)", "C:\\dir\\ (x)", "end\\", "a\\'b;", ",", "x; y"],
+)
+def test_plain_text_values_hydra_cannot_parse_are_passed_as_text(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from cli.main import quote_plain_values
+
+    (quoted,) = quote_plain_values([f"history={value}"])
+    assert OverridesParser.create().parse_overrides([quoted])[0].value() == value
+
+
+def test_values_hydra_reads_and_broken_structures_are_left_alone():
+    from cli.main import quote_plain_values
+
+    args = ["a=1,2", "b=x y", "--cfg", "job", "c=[1,", "d={k: 1", "e='quoted'", "-m"]
+    assert quote_plain_values(args) == args

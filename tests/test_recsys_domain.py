@@ -76,7 +76,8 @@ def test_cli_predict_export_and_pipeline_agree_and_new_items_need_no_retraining(
     )
 
     # predict and export without ckpt_path: the newest training run; every item listed (topk above the catalogue)
-    predicted = zoo("recsys", "predict", f'history="{HISTORY}"', "topk=1000", f"items={new_item}", *QUIET, runs=trained)
+    # history as a shell leaves `history="A (1995); B (1995)"`: unquoted, which Hydra alone cannot parse
+    predicted = zoo("recsys", "predict", f"history={HISTORY}", "topk=1000", f"items={new_item}", *QUIET, runs=trained)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "new-1" in predicted.stdout and "recommendations" in predicted.stdout
     record = json.loads(next(trained.glob("recsys/predict/*/metrics.json")).read_text())

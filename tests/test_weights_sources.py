@@ -8,6 +8,7 @@ import torch
 
 from tests.test_hub import lay_out_hf_cache
 from zoo import open_weights
+from zoo.errors import ZooError
 from zoo.registry import PretrainedTag, register_pretrained
 from zoo.training.loading import restore_task
 from zoo.training.runner import export_task
@@ -98,3 +99,12 @@ def test_rl_heads_come_back_from_an_export(tmp_path):
     assert spec["env"] == "CartPole-v1" and spec["num_actions"] == 2
     for a, b in zip(agent.heads.state_dict().values(), task.heads.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_mistyped_weight_tag_gets_did_you_mean(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no local file of that name
+    with pytest.raises(ZooError, match=r"did you mean hyenadna_tiny_1k\.hg38\b"):
+        open_weights("hyenadna_tiny_1k.hg83")
+    with pytest.raises(ZooError, match=r"neither an existing file/folder") as err:
+        open_weights("runs/missing.ckpt")  # not like any tag: the plain not-found line
+    assert "did you mean" not in str(err.value)

@@ -15,6 +15,7 @@ which is re-initialised with a logged message when its size differs.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -70,9 +71,17 @@ class Weights:
 def weights_location(source: str | os.PathLike, converter: str | None = None) -> tuple[str, str | None]:
     """(source, converter): a registered `arch.tag` that is not also a local path becomes its address."""
     text = str(source)
-    if converter is None and "://" not in text and not Path(text).exists() and text in list_pretrained():
-        spec = get_pretrained(text)
-        return spec.source, spec.converter
+    if converter is None and "://" not in text and not Path(text).expanduser().exists():
+        tags = list_pretrained()
+        if text in tags:
+            spec = get_pretrained(text)
+            return spec.source, spec.converter
+        close = difflib.get_close_matches(text, tags, n=3, cutoff=0.75)
+        if close:  # most likely a mistyped tag; anything else gets the resolver's "not found" line
+            raise ZooError(
+                f"weights not found: {text!r} is no file, folder or registered weight tag; "
+                f"did you mean {' or '.join(close)}? (`zoo list --pretrained` lists every tag)"
+            )
     return text, converter
 
 

@@ -124,7 +124,35 @@ def split_by_video(
     return {"train": pick(train), "val": pick(val) or test_videos, "test": test_videos}
 
 
-class VideoDataModule(BaseDataModule):
+class VideoSourceDataModule(BaseDataModule):
+    """What both video data modules share: how the user's videos are read, and the split fractions."""
+
+    image_size: int
+    in_channels: int
+
+    def keep_source_settings(
+        self, fps, max_frames, resize, on_invalid, rejects_path, progress, val_fraction, test_fraction, num_predict
+    ) -> None:
+        self.read_kwargs = dict(
+            image_size=self.image_size,
+            channels=self.in_channels,
+            fps=fps,
+            max_frames=max_frames,
+            resize=resize,
+            on_invalid=on_invalid,
+            rejects_path=rejects_path,
+            progress=progress,
+        )
+        self.val_fraction, self.test_fraction, self.num_predict = val_fraction, test_fraction, num_predict
+
+
+def embedded_sizes(train: int, val: int, test: int, num_digits: int | list[int]) -> dict[str, Any]:
+    """Clip counts per split of the embedded moving digits, and how many digits a clip holds."""
+    digits = tuple(num_digits) if isinstance(num_digits, (list, tuple)) else int(num_digits)
+    return dict(train=train, val=val, test=test, num_digits=digits)
+
+
+class VideoDataModule(VideoSourceDataModule):
     """Moving digits (path=None) or a folder of the user's videos, as clips (see the module doc)."""
 
     def __init__(
@@ -170,23 +198,10 @@ class VideoDataModule(BaseDataModule):
         self.image_size, self.in_channels = int(image_size), int(in_channels)
         self.context, self.horizon, self.clip_length = int(context), int(horizon), int(clip_length)
         self.sampling, self.stride = sampling, stride
-        self.read_kwargs = dict(
-            image_size=self.image_size,
-            channels=self.in_channels,
-            fps=fps,
-            max_frames=max_frames,
-            resize=resize,
-            on_invalid=on_invalid,
-            rejects_path=rejects_path,
-            progress=progress,
+        self.keep_source_settings(
+            fps, max_frames, resize, on_invalid, rejects_path, progress, val_fraction, test_fraction, num_predict
         )
-        self.val_fraction, self.test_fraction, self.num_predict = val_fraction, test_fraction, num_predict
-        self.embedded = dict(
-            train=num_train_clips,
-            val=num_val_clips,
-            test=num_test_clips,
-            num_digits=tuple(num_digits) if isinstance(num_digits, (list, tuple)) else int(num_digits),
-        )
+        self.embedded = embedded_sizes(num_train_clips, num_val_clips, num_test_clips, num_digits)
         self.videos: dict[str, list[Video]] | None = None
         self.collate_fn = self.collate
 
@@ -324,7 +339,7 @@ class EmbeddedCaptionClips(Dataset):
         return {"id": f"{self.prefix}-{i:05d}", "frames": item["frames"], "caption": caption, "references": [caption]}
 
 
-class CaptionDataModule(BaseDataModule):
+class CaptionDataModule(VideoSourceDataModule):
     """Clips with captions for SwinBERT: moving digits and their template captions (path=None), or the user's
     videos (`path`, read as `VideoDataModule` does) with an MSR-VTT-style JSON or a video,caption CSV
     (`captions`; see domains/video/captions.py). Each clip is `num_frames` frames spread evenly over the video.
@@ -368,23 +383,10 @@ class CaptionDataModule(BaseDataModule):
         self.path, self.captions_path, self.predict_path = path, captions, predict_path
         self.image_size, self.in_channels, self.num_frames = int(image_size), int(in_channels), int(num_frames)
         self.on_invalid = on_invalid
-        self.read_kwargs = dict(
-            image_size=self.image_size,
-            channels=self.in_channels,
-            fps=fps,
-            max_frames=max_frames,
-            resize=resize,
-            on_invalid=on_invalid,
-            rejects_path=rejects_path,
-            progress=progress,
+        self.keep_source_settings(
+            fps, max_frames, resize, on_invalid, rejects_path, progress, val_fraction, test_fraction, num_predict
         )
-        self.val_fraction, self.test_fraction, self.num_predict = val_fraction, test_fraction, num_predict
-        self.embedded = dict(
-            train=num_train_clips,
-            val=num_val_clips,
-            test=num_test_clips,
-            num_digits=tuple(num_digits) if isinstance(num_digits, (list, tuple)) else int(num_digits),
-        )
+        self.embedded = embedded_sizes(num_train_clips, num_val_clips, num_test_clips, num_digits)
         self.max_caption_len, self.min_word_count = max_caption_len, min_word_count
         self.tokenizer = None
         self.collate_fn = self.collate
