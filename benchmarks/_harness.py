@@ -263,6 +263,14 @@ def replace_between_markers(text: str, body: str, start: str = RESULTS_START, en
     return f"{text[: i + len(start)]}\n{body.strip()}\n{text[j:]}"
 
 
+def print_or_write(body: str, target: str) -> None:
+    """Print the results; unless `target` is '-', also put them between the results markers of that file."""
+    print(body)
+    if target != "-":
+        write_between_markers(Path(target), body)
+        print(f"\nwritten between the results markers of {target}")
+
+
 def write_between_markers(path: str | Path, body: str) -> None:
     """Replace the results in `path` (created if missing) and keep the prose around them; written atomically."""
     path = Path(path)

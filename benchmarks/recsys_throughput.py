@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
-from pathlib import Path
 
 import torch
 
@@ -137,11 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--write", default="-", help="Markdown file whose results markers get the table ('-': print)")
     args = parser.parse_args(argv)
-    body = results_markdown(args.lengths, args.batch, args.repeats, args.threads or None, args.device)
-    print(body)
-    if args.write != "-":
-        harness.write_between_markers(Path(args.write), body)
-        print(f"\nwritten between the results markers of {args.write}")
+    harness.print_or_write(
+        results_markdown(args.lengths, args.batch, args.repeats, args.threads or None, args.device), args.write
+    )
 
 
 if __name__ == "__main__":

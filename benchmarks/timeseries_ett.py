@@ -47,7 +47,6 @@ from pathlib import Path
 import torch
 
 from zoo.errors import ZooError
-from zoo.io import atomic_path
 
 #: the official Informer2020 scripts/<dataset>.sh: features -> horizon -> (seq_len, label_len, ProbSparse factor)
 WINDOWS = {
@@ -177,32 +176,18 @@ def run_one(data: str, features: str, horizon: int, model: list[str], folder: Pa
     return run(cfg)
 
 
-def read_log(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(path.open())) if path.is_file() else []
-
-
-def write_log(path: Path, rows: list[dict[str, str]]) -> None:
-    columns = sorted(set().union(*rows)) if rows else []
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def run_cell(data: str, features: str, horizon: int, model: list[str], folder: Path) -> dict:
     """`run_one`, resumed from `checkpoints/last.ckpt` when an earlier run of this cell was stopped.
 
-    The core's CSV logger continues the metrics.csv it finds; the rows of the epoch cut short
-    (logged after the checkpoint) are dropped first.
+    The core's CSV logger continues the metrics.csv it finds, without the rows of the epoch cut
+    short (logged after the checkpoint).
     """
-    last, log = folder / "checkpoints" / "last.ckpt", folder / "logs" / "metrics.csv"
+    last = folder / "checkpoints" / "last.ckpt"
     if not last.is_file():
         shutil.rmtree(folder, ignore_errors=True)  # stopped in its first epoch: nothing to keep
         return run_one(data, features, horizon, model, folder)
     state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
     print(f"{folder.name}: resuming after epoch {state['epoch'] + 1} from {last}", flush=True)
-    # the checkpoint's global_step counts the batches before it; rows logged at a later step are lost work
-    write_log(log, [row for row in read_log(log) if int(row["step"]) < state["global_step"]])
     return run_one(data, features, horizon, [*model, f"ckpt_path={last}"], folder)
 
 

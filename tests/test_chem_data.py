@@ -257,3 +257,13 @@ def test_property_classification_labels_must_be_binary(tmp_path):
     dm = PropertyDataModule(path=str(path), target_columns=["active"], task_type="classification", split="random")
     with pytest.raises(DataError, match="must be 0 or 1"):
         dm.task_kwargs()
+
+
+def test_records_are_named_by_an_id_or_name_column_when_the_table_has_one(tmp_path):
+    named = write(tmp_path / "named.csv", "Name,smiles,y\nethanol,CCO,1\n,c1ccccc1,0\n")
+    molecules = read_molecules(named, target_columns=["y"]).molecules
+    assert [m.id for m in molecules] == ["ethanol", "3"]  # an empty name falls back to the line
+    plain = write(tmp_path / "plain.csv", "smiles,y\nCCO,1\nc1ccccc1,0\n")
+    assert [m.id for m in read_molecules(plain, target_columns=["y"]).molecules] == ["2", "3"]
+    chosen = write(tmp_path / "chosen.csv", "name,code,smiles,y\nethanol,E1,CCO,1\n")
+    assert [m.id for m in read_molecules(chosen, target_columns=["y"], id_column="code").molecules] == ["E1"]

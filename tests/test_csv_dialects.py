@@ -8,7 +8,6 @@ Each domain reads one table twice, as a plain comma/dot CSV and as a European sp
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pandas as pd
@@ -19,6 +18,7 @@ from hydra.utils import instantiate
 from domains.chem.readers import read_molecules
 from domains.genomics.sources import load_examples
 from domains.genomics.tables import read_labels, read_table
+from domains.genomics.tokenizer import make_tokenizer
 from domains.timeseries.tables import load_series
 from zoo.errors import DataError
 
@@ -149,11 +149,6 @@ def test_genomics_semicolon_table_trains_without_any_setting(tmp_path):
     assert module.classes == ["a", "b"] and sum(len(part) for part in module.splits.values()) == 40
 
 
-@pytest.mark.xfail(
-    "decimal" not in inspect.signature(load_examples).parameters,
-    strict=True,
-    reason="domains/genomics/sources.py load_examples does not yet forward delimiter/decimal to read_table",
-)
 def test_genomics_config_passes_the_decimal_mark_to_the_reader(tmp_path):
     (tmp_path / "euro.csv").write_text(european(SEQUENCES))
     cfg = data_config(
@@ -162,3 +157,13 @@ def test_genomics_config_passes_the_decimal_mark_to_the_reader(tmp_path):
     module = instantiate(cfg, _convert_="all")
     values = sorted(label for part in module.splits.values() for (label,) in (e.label for e in part))
     assert values == sorted(0.25 * i - 1 for i in range(12)) and not any(math.isnan(v) for v in values)
+
+
+def test_genomics_fasta_labels_table_is_read_in_the_given_dialect(tmp_path):
+    (tmp_path / "seqs.fa").write_text("".join(f">{row[0]}\n{row[1]}\n" for row in SEQUENCES[1:]))
+    (tmp_path / "labels.csv").write_text(european([["id", "label"]] + [[r[0], r[2]] for r in SEQUENCES[1:]]))
+    read = dict(labels=str(tmp_path / "labels.csv"), task_type="regression")
+    examples = load_examples(str(tmp_path / "seqs.fa"), make_tokenizer(), **read, decimal="comma")
+    assert [e.label for e in examples] == [(row[2],) for row in SEQUENCES[1:]]
+    with pytest.raises(DataError, match=r"labels.csv:2: .*'-1,0'.*data.decimal=comma"):
+        load_examples(str(tmp_path / "seqs.fa"), make_tokenizer(), **read)

@@ -204,3 +204,24 @@ def test_compiled_rollout_equals_the_eager_dense_rollout():
     assert torch.equal(fast.actions, slow.actions) and torch.equal(fast.dones, slow.dones)
     torch.testing.assert_close(fast.obs, slow.obs, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(fast.values, slow.values, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow  # two demo-sized PPO runs: ~45 s of CPU
+def test_the_demo_s5_recalls_the_memory_chain_bit_and_the_mlp_cannot(tmp_path):
+    """`make demo`'s RL row (DEMO in domains/rl/__init__.py) learns memory: S5 well above the memoryless MLP."""
+    from domains.rl import DEMO
+    from zoo.training import run
+
+    def demo_return(name: str, *extra: str) -> float:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="domains.rl.configs", version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[f"paths.log_dir={tmp_path}", f"paths.output_dir={tmp_path / name}", "logger=none"]
+                + [*DEMO["train"], "threads=1", *extra],
+            )
+        return run(cfg)["metrics"][DEMO["metric"]]
+
+    s5, mlp = demo_return("s5"), demo_return("mlp", "model=mlp")
+    assert s5 > 0.8, s5  # a recalled bit scores +1, a wrong one -1: chance is 0
+    assert mlp < 0.3, mlp

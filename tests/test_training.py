@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,18 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
     assert double["metrics"]["val/loss"] == pytest.approx(single["metrics"]["val/loss"], abs=1e-4)
     runs = [p for p in tmp_path.iterdir() if p.name == "two"]
     assert len(runs) == 1 and (tmp_path / "two" / "metrics.json").is_file()
+
+
+def test_the_end_of_training_names_the_tasks_own_reason(caplog):
+    from types import SimpleNamespace
+
+    from zoo.training.runner import log_stop_reason
+
+    task = SimpleNamespace(stop_reason="fine-tuning stage 2 ends: no better val/ndcg@10 for 2 epochs")
+    trainer = SimpleNamespace(callbacks=[], lightning_module=task, current_epoch=7, global_step=70)
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        log_stop_reason(trainer)
+        task.stop_reason = None
+        log_stop_reason(trainer)
+    assert "training stopped after 7 epochs (70 steps): fine-tuning stage 2 ends" in caplog.text
+    assert "training ended after 7 epochs (70 steps), the configured budget" in caplog.text

@@ -31,7 +31,7 @@ from domains.chem.embedded import load_embedded
 from domains.chem.families import draw_context, families
 from domains.chem.readers import Molecule, MoleculeTable, read_molecules
 from domains.chem.sampling import canonical_or_none
-from domains.chem.splits import split_indices
+from domains.chem.splits import murcko_scaffold, split_indices
 from domains.chem.tokenizer import SmilesTokenizer, split_smiles
 from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
@@ -171,7 +171,20 @@ class ChemDataModule(BaseDataModule):
     def splits(self) -> tuple[list[Molecule], list[Molecule], list[Molecule]]:
         smiles = [m.smiles for m in self.molecules]
         parts = split_indices(smiles, self.split, self.val_fraction, self.test_fraction, self.seed)
+        if not parts[0]:  # nothing to train on, nor to standardise the targets with
+            raise DataError(self._empty_training_split(smiles, [len(p) for p in parts]))
         return tuple([self.molecules[i] for i in part] for part in parts)
+
+    def _empty_training_split(self, smiles: list[str], sizes: list[int]) -> str:
+        where = f"{self.path or self.embedded}: data.split={self.split} of {len(smiles)} molecules"
+        counts = f"(train/val/test {sizes[0]}/{sizes[1]}/{sizes[2]})"
+        if self.split == "scaffold":
+            scaffolds = len({murcko_scaffold(s) for s in smiles})
+            return (
+                f"{where} leaves the training split empty {counts}: too few molecules for a scaffold split "
+                f"({scaffolds} Bemis-Murcko scaffold set(s)); use data.split=random or give more molecules"
+            )
+        return f"{where} leaves the training split empty {counts}; give more molecules or lower data.val_fraction"
 
     @property
     def train_smiles(self) -> list[str]:
@@ -352,6 +365,12 @@ class PropertyDataModule(ChemDataModule):
                     f"{self.path or self.embedded}: classification labels must be 0 or 1, found {sorted(seen)[:5]}"
                 )
             return [0.0] * len(self.target_names), [1.0] * len(self.target_names)
+        unlabelled = [n for n, column in zip(self.target_names, labels.T) if np.isnan(column).all()]
+        if unlabelled:  # its mean and std would be NaN, and so every standardised target
+            raise DataError(
+                f"{self.path or self.embedded}: target {unlabelled[0]!r} has no label in the training split "
+                f"({len(labels)} molecules, data.split={self.split}); label more molecules or use data.split=random"
+            )
         mean, std = np.nanmean(labels, axis=0), np.nanstd(labels, axis=0)
         return mean.tolist(), np.where(std > 0, std, 1.0).tolist()
 

@@ -35,6 +35,7 @@ from zoo.io import atomic_path
 log = logging.getLogger(__name__)
 
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "smi", "molecule", "mol")
+ID_COLUMN_NAMES = ("id", "name", "mol_id", "molecule_id", "compound_id", "cmpd_id", "identifier", "record_id")
 FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -129,6 +130,8 @@ def _table_records(
     for name, what in columns:
         _pick_column(header, name, path, what)
     position = {name: i for i, name in enumerate(header)}
+    # Records are named by an id/name column when the table has one (data.id_column picks another), else by line.
+    id_at = next((i for i, name in enumerate(header) if name.strip().lower() in ID_COLUMN_NAMES), None)
     for row in reader:
         line = reader.line_num
         values = dict(zip(header, row))
@@ -144,7 +147,8 @@ def _table_records(
                 fields={"_error": f"{len(row)} fields, header has {len(header)}"},
             )
             continue
-        yield _Raw(line, delimiter.join(row), str(line), smiles=row[position[smiles_column]].strip(), fields=values)
+        record_id = (row[id_at].strip() if id_at is not None else "") or str(line)
+        yield _Raw(line, delimiter.join(row), record_id, smiles=row[position[smiles_column]].strip(), fields=values)
 
 
 def _smi_records(handle, path: Path, columns: Sequence[tuple[str, str]]) -> Iterator[_Raw]:

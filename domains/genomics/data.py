@@ -156,11 +156,8 @@ class SequenceDataModule(GenomicsDataModule):
             id_column=id_column,
             split_column=split_column,
             task_type=task_type,
-        )
-        # CSV dialect of a table (None: delimiter detected from the header line). Passed only when set:
-        # domains/genomics/sources.py forwards them to read_table/read_labels once it takes them.
-        self.read_kwargs.update(
-            {k: v for k, v in (("delimiter", delimiter), ("decimal", decimal)) if v not in (None, ".")}
+            delimiter=delimiter,  # CSV dialect of a table (None: detected from the header line)
+            decimal=decimal,
         )
         self.length_policy = dict(max_length=max_length, policy=on_too_long, stride=stride)
         self.val_fraction, self.test_fraction, self.shuffle_labels = val_fraction, test_fraction, shuffle_labels

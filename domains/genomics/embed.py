@@ -27,10 +27,11 @@ from domains.genomics.fasta import open_genome
 from domains.genomics.records import apply_length_policy
 from domains.genomics.sources import load_examples
 from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, tokenizer_from_config
-from zoo import create_model, from_pretrained, open_weights
+from zoo import create_model, from_pretrained
 from zoo.errors import DataError, ZooError
 from zoo.io import atomic_path, write_text_atomic
 from zoo.layers.heads import pool_sequence
+from zoo.training.loading import open_checked
 from zoo.training.runs import resolve_checkpoint, run_folder, write_run_record
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def load_backbone(cfg: DictConfig, tokenizer: CharTokenizer) -> tuple[torch.nn.M
     """The backbone `ckpt_path` (`last` included) or `weights` names, with the tokenizer it was trained with."""
     source = resolve_checkpoint(cfg) or cfg.get("weights")
     if source:
-        weights = open_weights(source)
+        weights = open_checked(source, cfg)  # another domain's model: one line, not a size mismatch
         saved = weights.data_contract.get("tokenizer")
         return from_pretrained(weights), tokenizer_from_config(saved) if saved else tokenizer
     log.warning(
@@ -125,7 +126,7 @@ def _examples(cfg: DictConfig, tokenizer: CharTokenizer):
     if not path:
         splits = MotifTask(**OmegaConf.to_container(data.get("embedded") or {}, resolve=True)).splits()
         return [e for part in splits.values() for e in part], "embedded JASPAR motifs"
-    keys = ("labels", "reference", "sequence_column", "id_column")
+    keys = ("labels", "reference", "sequence_column", "id_column", "delimiter", "decimal")
     examples = load_examples(path, tokenizer, require_labels=False, **{k: data.get(k) for k in keys})
     return apply_length_policy(
         examples, data.get("max_length"), data.get("on_too_long", "error"), data.get("stride"), str(path)

@@ -1,9 +1,12 @@
 """FASTA/FASTQ files, plain, gzip or BGZF: checked record streams and a faidx-style index for windows.
 
-`read_records` streams records through Biopython's parsers (`SimpleFastaParser`,
-`FastqGeneralIterator`) and turns every malformed input into one `DataError`
-naming the file and record: empty records, duplicate ids, mixed line endings,
-illegal characters, truncated or corrupt gzip.
+`read_records` streams FASTA records through Biopython's `SimpleFastaParser` and FASTQ
+records through `fastq_records` (Biopython's `FastqGeneralIterator` layout: `@id`, sequence
+lines, `+`, quality lines up to the sequence's length) and turns every malformed input into
+one `DataError` naming the file, line and record: empty records, duplicate ids, mixed line
+endings, illegal characters, a missing `+` line, a quality of the wrong length, truncated or
+corrupt gzip. The FASTQ reader is our own so that a fault is blamed on the record that has
+it: Biopython reads a record without its `+` line on into the next one and reports it there.
 
 `open_genome` gives random windows into large genomes without loading them:
 a samtools-faidx style index (per record: length, byte offset of the sequence,
@@ -31,7 +34,6 @@ from pathlib import Path
 
 from Bio import bgzf
 from Bio.SeqIO.FastaIO import SimpleFastaParser
-from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
 from zoo.errors import DataError
 from zoo.io import atomic_path
@@ -93,8 +95,8 @@ class _CheckedLines:
 
     Remembers the current record so every error names it."""
 
-    def __init__(self, path: Path, marker: str):
-        self.path, self.marker = path, marker
+    def __init__(self, path: Path, marker: str | None):
+        self.path, self.marker = path, marker  # None: the parser names the records (FASTQ)
         self.line_no, self.record, self.crlf, self.lf = 0, None, 0, 0
 
     def where(self) -> str:
@@ -120,7 +122,7 @@ class _CheckedLines:
                     raise DataError(
                         f"{self.where()}: non-ASCII bytes; sequence files hold plain ASCII letters"
                     ) from None
-                if text.startswith(self.marker):
+                if self.marker and text.startswith(self.marker):
                     self.record = text[1:].split(None, 1)[0] if text[1:].strip() else ""
                 yield text
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -153,15 +155,67 @@ class _TextHandle:
         return ""
 
 
+def fastq_records(lines: _CheckedLines) -> Iterator[tuple[str, str]]:
+    """(title, sequence) of each FASTQ record; a quality line may start with '@' or '+', a sequence line not."""
+    source = iter(lines)
+    line = next(source, None)
+    while line is not None:
+        if not line.strip():  # blank lines between records
+            line = next(source, None)
+            continue
+        if not line.startswith("@"):
+            raise DataError(
+                f"{lines.where()}: malformed FASTQ: expected a header '@id', found {line.strip()[:20]!r}; "
+                "each record is '@id', sequence, '+', quality"
+            )
+        title, header_line = line[1:].strip(), lines.line_no
+        lines.record = title.split(None, 1)[0] if title else ""
+        sequence: list[str] = []
+        line = next(source, None)
+        while line is not None and not line.startswith("+"):
+            if line.startswith("@"):
+                raise DataError(
+                    f"{lines.path}:{header_line} (record {lines.record!r}): malformed FASTQ: no '+' line after "
+                    f"its sequence (lines {header_line + 1}-{lines.line_no - 1}) before the next header "
+                    f"{line.strip()[:20]!r} at line {lines.line_no}; each record is '@id', sequence, '+', quality"
+                )
+            sequence.append(line.strip())
+            line = next(source, None)
+        if line is None:
+            raise DataError(f"{lines.where()}: malformed FASTQ: the file ends before the record's '+' line")
+        repeated = line[1:].strip()
+        if repeated and repeated != title:
+            raise DataError(
+                f"{lines.where()}: malformed FASTQ: the '+' line names {repeated!r}, not the header's {title!r}"
+            )
+        seq, quality = "".join(sequence), 0
+        while quality < len(seq):
+            line = next(source, None)
+            if line is None:
+                raise DataError(
+                    f"{lines.where()}: malformed FASTQ: {quality} quality values for {len(seq)} bases; the file "
+                    "ends early"
+                )
+            quality += len(line.strip())
+        if quality != len(seq):
+            raise DataError(
+                f"{lines.where()}: malformed FASTQ: {quality} quality values for {len(seq)} bases; give one per base"
+            )
+        yield title, seq
+        line = next(source, None)
+
+
 def read_records(path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS) -> Iterator[Record]:
     """Records of a FASTA/FASTQ file (plain, gzip or BGZF), each checked; ids are the first word of the header."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check data.path")
     fmt = sniff_format(path)
-    lines = _CheckedLines(path, ">" if fmt == "fasta" else "@")
-    stream = _TextHandle(iter(lines))  # one pass, though the parsers loop over the handle more than once
-    parser = SimpleFastaParser(stream) if fmt == "fasta" else ((t, s) for t, s, _ in FastqGeneralIterator(stream))
+    lines = _CheckedLines(path, ">" if fmt == "fasta" else None)
+    if fmt == "fasta":  # one pass over the handle, though the parser loops over it more than once
+        parser = SimpleFastaParser(_TextHandle(iter(lines)))
+    else:
+        parser = fastq_records(lines)
     delete = None if allowed is None else bytes(allowed)
     seen: set[str] = set()
     try:
@@ -184,8 +238,8 @@ def read_records(path: str | os.PathLike, allowed: bytes | None = DNA_CHARACTERS
                     )
             seen.add(record_id)
             yield Record(record_id, seq)
-    except ValueError as err:  # Biopython's FASTQ checks (lengths of sequence and quality, markers)
-        raise DataError(f"{lines.where()}: malformed FASTQ ({err})") from None
+    except ValueError as err:  # Biopython's FASTA parser
+        raise DataError(f"{lines.where()}: malformed {fmt.upper()} ({err})") from None
 
 
 # ----------------------------------------------------------------------------- random access

@@ -6,6 +6,10 @@
 - `.csv/.tsv/.txt[.gz]`: a table with a sequence column and label columns.
 Every record is checked against the tokenizer's alphabet here, so a bad character
 is reported with the file and record before training starts.
+
+Tables (the input table, or the `labels` table of a FASTA) are read in the dialect that
+`delimiter` (None: detected from the header line) and `decimal` (`.` or `,` for regression
+labels) name: `data.delimiter` and `data.decimal`, as in the chem and time-series readers.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ def load_examples(
     split_column: str | None = None,
     task_type: str = "classification",
     require_labels: bool = True,
+    delimiter: str | None = None,
+    decimal: str | None = ".",
 ) -> list[Example]:
     source = Path(path)
+    dialect = {"delimiter": delimiter, "decimal": decimal}
     if not source.exists():
         raise DataError(f"{source}: no such file or folder; check data.path")
     name = source.name.lower().removesuffix(".gz")
@@ -51,10 +58,10 @@ def load_examples(
         examples = region_examples(read_bed(source), open_genome(reference, allowed=None), field, str(source))
     elif is_sequence_file(source):
         examples = _checked(source, [Example(r.id, r.seq) for r in read_records(source, allowed=None)], tokenizer)
-        return _attach_labels(examples, source, labels, id_column, label_columns, task_type, require_labels)
+        return _attach_labels(examples, source, labels, id_column, label_columns, task_type, require_labels, dialect)
     else:
         examples = read_table(
-            source, sequence_column, label_columns, id_column, split_column, task_type, require_labels
+            source, sequence_column, label_columns, id_column, split_column, task_type, require_labels, **dialect
         )
     return _checked(source, examples, tokenizer)
 
@@ -73,13 +80,20 @@ def _checked(source: Path, examples: list[Example], tokenizer: CharTokenizer) ->
 
 
 def _attach_labels(
-    examples: list[Example], source: Path, labels: str | None, id_column, label_columns, task_type, require_labels: bool
+    examples: list[Example],
+    source: Path,
+    labels: str | None,
+    id_column,
+    label_columns,
+    task_type,
+    require_labels: bool,
+    dialect: dict,
 ) -> list[Example]:
     if not labels:
         if require_labels:
             raise DataError(f"{source}: FASTA records carry no labels; add data.labels=<table with id,label columns>")
         return examples
-    table = read_labels(labels, id_column, label_columns, task_type)
+    table = read_labels(labels, id_column, label_columns, task_type, **dialect)
     out = []
     for example in examples:
         label = table.get(example.id)

@@ -30,8 +30,9 @@ from zoo.dialect import decimal_mark, table_delimiter
 from zoo.errors import DataError
 
 SEQUENCE_NAMES = ("sequence", "seq", "dna", "protein", "sequences")
-ID_NAMES = ("id", "record_id", "name", "seq_id")
+ID_NAMES = ("id", "record_id", "name", "seq_id", "sequence_id", "identifier")
 LABEL_NAMES = ("label", "labels", "class", "target", "y")
+CONFIG_KEYS = {"label": "label_columns=[name]"}  # the data key that names a column, where not `<what>_column`
 MISSING = ("", "na", "nan", "none", "null")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 
@@ -54,7 +55,7 @@ def _pick(
     if required:
         raise DataError(
             f"{path}: no {what} column (looked for {', '.join(defaults)}); name it with "
-            f"data.{what.replace(' ', '_')}_column. "
+            f"data.{CONFIG_KEYS.get(what, what.replace(' ', '_') + '_column')}. "
             f"Columns are {', '.join(header)}"
         )
     return None

@@ -19,10 +19,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from domains.genomics.datasets import SequenceDataset, collate_sequences
 from domains.genomics.metrics import IGNORE, StageMetrics, classification_metrics, regression_metrics
 from domains.genomics.plots import plot_positions
 from domains.genomics.prompts import SoftPrompt
+from domains.genomics.records import Example, apply_length_policy
 from domains.genomics.tokenizer import CharTokenizer, DNATokenizer, tokenizer_from_config
 from zoo.errors import ZooError
 from zoo.layers.heads import last_valid_index
@@ -96,7 +99,15 @@ class ScoredTask(GenomicsTask):
 
 
 class SequenceTask(ScoredTask):
-    """One label per sequence. task_type: classification | regression; pool: max | mean | last | cls."""
+    """One label per sequence. task_type: classification | regression; pool: max | mean | last | cls.
+
+    Fine-tuning from weights whose recorded task predicted something else (another `task_type`, or other
+    class / target names) re-initialises the classifier head with a logged warning rather than reusing it
+    (`head_defined_by`, read by `zoo.training.loading.build_task`): a regression head is never silently
+    reused as 0/1 logits, nor the head of classes A/B for classes C/D. Same kind and names: the head is kept.
+    """
+
+    head_defined_by = ("task_type", "classes")
 
     def __init__(
         self,
@@ -167,6 +178,67 @@ class SequenceTask(ScoredTask):
         if stage == "train" and not self.regression:
             self.log("train/acc", (out.argmax(-1) == y).float().mean(), batch_size=len(y))
         return loss
+
+    @torch.no_grad()
+    def predict(
+        self,
+        sequences: Sequence[str],
+        ids: Sequence[str] | None = None,
+        labels: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows as `zoo genomics predict` writes them for these sequences (`zoo.load_pipeline`).
+
+        The same as a predict file (`data.predict_path`) holding them as a table with a sequence column:
+        ids default to that table's `row1`, `row2`, ... (without an id column); the recorded data settings
+        apply as the CLI applies them (`max_length` with `on_too_long=truncate|slide` and `stride`; a slid
+        record gives one row per window, `id:start-end`), and so does the batch size, since padding depends
+        on the batch. labels: optional, as the file's label column (class names, or a tuple of numbers per
+        sequence for regression); `label` / the target columns stay empty without them.
+        """
+        sequences = [str(s).strip() for s in sequences]
+        ids = [str(i) for i in ids] if ids is not None else [f"row{i + 1}" for i in range(len(sequences))]
+        labels = list(labels) if labels is not None else [None] * len(sequences)
+        if not (len(ids) == len(labels) == len(sequences)):
+            raise ZooError(f"{len(sequences)} sequences but {len(ids)} ids and {len(labels)} labels; give one each")
+        empty = next((i for i, s in zip(ids, sequences) if not s), None)
+        if empty is not None:
+            raise ZooError(f"sequence {empty!r} is empty; give its bases or leave it out")
+        if len(set(ids)) < len(ids):
+            raise ZooError("ids must be unique (predictions are keyed by them)")
+        index = None if self.regression else {c: i for i, c in enumerate(self.classes)}
+        examples = []
+        for record_id, seq, label in zip(ids, sequences, labels):
+            if label is not None and index is not None:
+                label = str(label)
+                if label not in index:
+                    raise ZooError(f"record {record_id!r}: label {label!r} is not a class of this model {self.classes}")
+            elif label is not None:
+                label = tuple(float(v) for v in (label if isinstance(label, (list, tuple)) else [label]))
+            examples.append(Example(record_id, seq, label))
+        settings = dict(self.data_settings or {})
+        examples = apply_length_policy(
+            examples,
+            settings.get("max_length"),
+            settings.get("on_too_long", "error"),
+            settings.get("stride"),
+            source="sequences",
+        )
+        dataset = SequenceDataset(examples, self.tokenizer, index, len(self.classes), "sequences")
+        limit = self.data_contract().get("max_tokens")
+        longest = max((len(self.tokenizer.encode(e.seq, where=f"record {e.id!r}")) for e in examples), default=0)
+        if limit and longest > limit:
+            raise ZooError(
+                f"a sequence has {longest:,} tokens but {self.hparams.model} takes at most {limit:,}; shorten it "
+                "(the model was trained with data.max_length and data.on_too_long recorded with it)"
+            )
+        loader = DataLoader(
+            dataset, batch_size=int(settings.get("batch_size") or 64), collate_fn=collate_sequences(self.tokenizer)
+        )
+        rows = []
+        for batch in loader:
+            batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            rows += self.predict_step(batch, 0)
+        return rows
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         out = self.outputs(batch["ids"], batch["mask"])

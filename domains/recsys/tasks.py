@@ -57,7 +57,7 @@ from zoo.models.recformer import TwoStageFinetuning
 from zoo.models.sasrec import pad_histories, training_pairs
 from zoo.training import BaseTask, load_for_inference, run_folder, write_run_record
 from zoo.training.runner import build_trainer, export_task
-from zoo.training.validation import check_value
+from zoo.training.validation import Rule, check_value
 
 log = logging.getLogger(__name__)
 
@@ -280,9 +280,9 @@ class RecformerTask(RecTask):
     ):
         for key, value in (("pretrain_epochs", pretrain_epochs), ("patience_stage1", patience_stage1),
                            ("patience_stage2", patience_stage2), ("item_batch_size", item_batch_size)):  # fmt: skip
-            check_value(f"task.{key}", value, "int", 1 if key != "pretrain_epochs" else 0, False)
+            check_value(f"task.{key}", value, Rule("int", 1 if key != "pretrain_epochs" else 0))
         if stage1_epochs is not None:
-            check_value("task.stage1_epochs", stage1_epochs, "int", 1, True)
+            check_value("task.stage1_epochs", stage1_epochs, Rule("int", 1, allow_none=True))
         if not finetune and not pretrain_epochs:
             raise ZooError("task.finetune=false with no pretrain_epochs trains nothing; give pretrain_epochs=N")
         super().__init__(**kwargs)
@@ -381,8 +381,9 @@ class RecformerTask(RecTask):
                     self.schedule.best,
                 )
             elif action == "stop":
-                log.info("fine-tuning stage 2 ends: no better val/ndcg@10 for %d epochs", self.schedule.patience_stage2)
-                self.trainer.should_stop = True
+                self.stop_training(
+                    f"fine-tuning stage 2 ends: no better val/ndcg@10 for {self.schedule.patience_stage2} epochs"
+                )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -484,7 +485,8 @@ class BaselineTask(RecTask):
         self.optimizers().step()
 
     def on_train_epoch_end(self) -> None:
-        self.trainer.should_stop = True  # fitted: another pass would only count the same interactions again
+        # fitted: another pass would only count the same interactions again
+        self.stop_training(f"the {self.hparams.method} baseline is fitted in one pass")
 
     def score_histories(self, histories: list[list[int]], new: Catalogue | None = None) -> torch.Tensor:
         if self.hparams.method == "popularity":
@@ -517,7 +519,7 @@ def model_label(task: pl.LightningModule) -> str | None:
 
 def predict_command(cfg: DictConfig) -> dict[str, Any]:
     """`zoo recsys predict`: rows printed and written to predictions.csv (see configs/predict.yaml)."""
-    check_value("topk", cfg.get("topk"), "int", 1, False)
+    check_value("topk", cfg.get("topk"), Rule("int", 1))
     task, _ = load_for_inference(with_default_source(cfg))
     new = read_items(cfg["items"]) if cfg.get("items") else None  # cfg.items is DictConfig.items()
     history = cfg.get("history")

@@ -12,6 +12,7 @@ Policies (`model=`): s5, gru, lstm, mlp, transformer. See docs/rl.md.
 # `longzoo.models` entry points: zoo.registry imports them on first lookup, not this package.
 
 EXAMPLES = [
+    "zoo rl train experiment=memory_chain                  # S5 recalls a bit 10 steps back (make demo)",
     "zoo rl train experiment=cartpole                      # CartPole-v1 solved in minutes (MLP policy)",
     "zoo rl train env=CartPole-v1 model=s5",
     "zoo rl train experiment=memory env=popgym/RepeatPrevious model=gru   # or s5, lstm, mlp, transformer",
@@ -22,17 +23,9 @@ EXAMPLES = [
     "zoo rl export ckpt_path=last output=policy/             # hub folder with the policy",
 ]
 
-# `make demo`: 61k CartPole steps (3 x 10 PPO iterations of 32 envs x 64 steps, ~30 s on 2 loaded CPU cores);
-# greedy test return ~320 from random play's ~22, then `eval` of the checkpoint on the same fixed seeds.
-_DEMO_RUN = ["experiment=cartpole", "trainer.enable_progress_bar=false"]
-DEMO = {
-    "train": [
-        *_DEMO_RUN,
-        "trainer.max_epochs=3",
-        "data.iterations_per_epoch=10",
-        "data.num_envs=32",
-        "data.rollout_steps=64",
-    ],
-    "eval": _DEMO_RUN,
-    "metric": "test/return_mean",
-}
+# `make demo`: the S5 policy (resets inside the scan) on MemoryChain, memory 10 (experiment=memory_chain: 3 x 10 PPO
+# iterations of 32 envs x 64 steps, 61k steps), then `eval` of the checkpoint on the same fixed seeds. Greedy test
+# return 1.00 +- 0.00 (seeds 42 and 1; validation -0.09 after the first epoch, chance is 0); the memoryless MLP on
+# the same budget: -0.03 +- 1.00. Train ~33 s and eval ~10 s at load 6-9 on 2 cores (CartPole's MLP row: 40 + 26 s).
+_DEMO_RUN = ["experiment=memory_chain", "trainer.enable_progress_bar=false"]
+DEMO = {"train": _DEMO_RUN, "eval": _DEMO_RUN, "metric": "test/return_mean"}

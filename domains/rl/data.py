@@ -55,6 +55,7 @@ class RolloutDataModule(BaseDataModule):
         self.train_set = Indices(self.iterations_per_epoch)
         self.val_set = Indices(1)
         self.test_set = Indices(1)
+        self.predict_set = Indices(1)  # `zoo rl predict`: one batch; the task plays the test's episodes
 
     def accept_contract(self, contract: dict[str, Any]) -> None:
         trained_on = contract.get("env")

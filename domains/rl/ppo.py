@@ -27,6 +27,15 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
 
+    def __post_init__(self) -> None:
+        """The ranges `zoo rl` checks before a run (zoo/training/validation.py), for Python callers too."""
+        from zoo.training.validation import RULES, check_value
+
+        for name, value in vars(self).items():
+            rule = RULES.get(f"task.ppo.{name}")
+            if rule is not None:
+                check_value(f"task.ppo.{name}", value, rule)
+
 
 def gae(
     rewards: torch.Tensor,
@@ -71,7 +80,7 @@ def ppo_loss(
     log_probs = F.log_softmax(logits, dim=-1)
     logp = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-    if cfg.normalize_advantages:
+    if cfg.normalize_advantages and advantages.numel() > 1:  # one sample has no spread (std would be NaN)
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     ratio = torch.exp(logp - old_logp)
     policy_loss = -torch.min(ratio * advantages, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantages).mean()

@@ -133,6 +133,16 @@ def evaluate_policy(
     agent: Agent, env: TorchEnv, seed: int, episodes: int, greedy: bool = True, max_steps: int = 100_000
 ) -> list[float]:
     """Returns of the first `episodes` episodes finished by `env.num_envs` parallel copies from `seed`."""
+    return [row["return"] for row in play_episodes(agent, env, seed, episodes, greedy, max_steps)]
+
+
+@torch.no_grad()
+def play_episodes(
+    agent: Agent, env: TorchEnv, seed: int, episodes: int, greedy: bool = True, max_steps: int = 100_000
+) -> list[dict[str, float | int]]:
+    """The first `episodes` episodes finished by `env.num_envs` parallel copies from `seed`, in the order they
+    end (ties: by copy): rows (episode, env, return, length). Each copy plays an equal share (no bias to
+    short episodes); sampled actions (`greedy=False`) draw from a generator seeded with `seed`."""
     generator = torch.Generator(device=env.device)
     generator.manual_seed(seed)
     obs, state = env.reset(seed=seed)
@@ -140,25 +150,29 @@ def evaluate_policy(
     core = agent.initial_state(n, env.device)
     start = torch.ones(n, dtype=torch.bool, device=env.device)
     running = torch.zeros(n, device=env.device)
+    length = torch.zeros(n, dtype=torch.long, device=env.device)
     counted = torch.zeros(n, dtype=torch.long, device=env.device)
-    quota = torch.full(
-        (n,), -(-episodes // n), device=env.device
-    )  # each copy contributes equally: no bias to short episodes
-    returns: list[float] = []
+    quota = torch.full((n,), -(-episodes // n), device=env.device)
+    rows: list[dict[str, float | int]] = []
     for _ in range(max_steps):
         logits, _, core = agent.act(obs, core, start)
         action = logits.argmax(-1) if greedy else sample_actions(logits, generator)
         obs, state, reward, done, _ = env.step(state, action)
         running += reward
+        length += 1
         take = done & (counted < quota)
         if take.any():
-            returns += running[take].tolist()
+            for copy, ret, steps in zip(
+                take.nonzero().flatten().tolist(), running[take].tolist(), length[take].tolist()
+            ):
+                rows.append({"episode": len(rows) + 1, "env": copy, "return": ret, "length": steps})
             counted += take.long()
         running.masked_fill_(done, 0.0)
+        length.masked_fill_(done, 0)
         start = done
         if bool((counted >= quota).all()):
             break
-    return returns[:episodes]
+    return rows[:episodes]
 
 
 @torch.no_grad()

@@ -10,6 +10,10 @@ folder, draws the learning curve and (CartPole-like envs) an episode GIF.
 
 Checkpoints hold the backbone, heads, optimiser and iteration count; the
 environments restart on resume (nothing but the current rollout is lost).
+
+`zoo rl predict` (and `predict()` on `zoo.load_pipeline(source)`, row for row) plays the test's
+greedy episodes from its fixed seed (`eval_seed + 1`) and writes one row per episode:
+(episode, env, return, length, seed).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from domains.rl.agent import ActorCriticHeads, Agent
 from domains.rl.envs import make_env
 from domains.rl.envs.wrappers import HELD_OUT_PROJECTIONS
 from domains.rl.ppo import PPOConfig, ppo_update
-from domains.rl.rollout import RolloutCollector, evaluate_policy, trial_returns
+from domains.rl.rollout import RolloutCollector, evaluate_policy, play_episodes, trial_returns
 from zoo.errors import ZooError
 from zoo.training import BaseTask
 
@@ -149,6 +153,23 @@ class PPOTask(BaseTask):
             for k, value in enumerate(table.mean(0)):
                 metrics[f"test/heldout_episode{k + 1}_return"] = value
         self.log_dict(metrics, batch_size=1)
+
+    # ------------------------------------------------------------------ predictions
+
+    @torch.no_grad()
+    def predict(self, episodes: int | None = None, seed: int | None = None, greedy: bool = True) -> list[dict]:
+        """Rows (episode, env, return, length, seed) of `episodes` episodes (default: the recorded
+        `eval_episodes`) played from `seed` (default: the test's, `eval_seed + 1`) by min(episodes, 50)
+        parallel copies of the recorded environment: what `zoo rl predict` writes."""
+        episodes = int(self.hparams.eval_episodes if episodes is None else episodes)
+        seed = int(self.hparams.eval_seed + 1 if seed is None else seed)
+        if episodes < 1:
+            raise ZooError(f"episodes={episodes}: give how many episodes to play, at least 1")
+        rows = play_episodes(self.agent, self.env(min(episodes, 50)), seed=seed, episodes=episodes, greedy=greedy)
+        return [{**row, "seed": seed} for row in rows]
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict]:
+        return self.predict()
 
     def on_test_end(self) -> None:
         from domains.rl.plots import draw_outputs

@@ -155,9 +155,13 @@ class TimeSeriesDataModule(BaseDataModule):
         season: int | None = None,
         delimiter: str | None = None,
         decimal: str = ".",
+        max_fill_fraction: float = 0.2,
+        requires_path: str | None = None,
         **loader_kwargs,
     ):
         super().__init__(**loader_kwargs)
+        if requires_path and not path:  # a data config for the user's file (data=ett); the runner says so first
+            raise DataError(requires_path)
         if features not in FEATURE_MODES:
             raise DataError(f"data.features={features!r}; choose S (target only), M (all -> all) or MS (all -> target)")
         if not 0 <= label_len <= seq_len or horizon < 1:
@@ -173,6 +177,7 @@ class TimeSeriesDataModule(BaseDataModule):
             freq=freq,
             delimiter=delimiter,  # CSV dialect: None detects , ; or tab from the header line
             decimal=decimal,
+            max_fill_fraction=max_fill_fraction,  # the share of a series data.fill may make up
         )
         self.split, self.ratios = split, list(ratios)
         self.seq_len, self.label_len, self.horizon, self.season = seq_len, label_len, horizon, season

@@ -7,8 +7,11 @@ Problems are reported as one `DataError` naming the file, column and line (CSV l
 numbers count the header as line 1; Parquet rows count from 1). Missing values and
 missing timestamps are errors unless a fill policy is chosen (`fill`):
 `interpolate` (linear in time, edges held), `ffill` (carry forward, then back at the
-start) or `zero`. Only the columns (series) a run uses are checked: `columns`, or
-the target alone for univariate runs, so a broken column the run ignores is no error.
+start) or `zero`. A fill logs how many values it made up per series and refuses a series
+whose made-up share is above `max_fill_fraction` (default 0.2; `data.max_fill_fraction=1`
+allows any): a series with 40 rows on a 600-step grid would otherwise be 93% interpolation.
+Only the columns (series) a run uses are checked: `columns`, or the target alone for
+univariate runs, so a broken column the run ignores is no error.
 
 CSV dialects: the delimiter is `,`, `;` or a tab, read off the header line unless
 `delimiter` names it (`data.delimiter=semicolon`); decimal commas (`1,5`, common in
@@ -17,9 +20,11 @@ spreadsheets saved in European locales) are read when `decimal=","` (`data.decim
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,9 @@ from zoo.dialect import decimal_mark, table_delimiter
 from zoo.errors import DataError
 
 FILL_POLICIES = ("error", "interpolate", "ffill", "zero")
+DEFAULT_MAX_FILL_FRACTION = 0.2
+
+log = logging.getLogger(__name__)
 
 
 def _where(path: str, row: int, parquet: bool) -> str:
@@ -224,11 +232,19 @@ def infer_frequency(index: pd.DatetimeIndex, path: str) -> str:
     return freq
 
 
-def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=None) -> pd.DataFrame:
+def fill_missing(
+    frame: pd.DataFrame,
+    freq: str,
+    fill: str,
+    path: str,
+    where=None,
+    max_fraction: float = DEFAULT_MAX_FILL_FRACTION,
+) -> pd.DataFrame:
     """Put the frame on its regular grid and handle missing timestamps and values by `fill`.
 
     `where(position)` names the file row of a frame position (wide files); long files have
     no row for a missing (series, timestamp), so their errors name the series and time.
+    A fill makes up at most `max_fraction` of any series (see the module docstring).
     """
     grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
     off_grid = frame.index.difference(grid)
@@ -258,6 +274,7 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=Non
     empty = [c for c in frame.columns if frame[c].isna().all()]
     if empty:
         raise DataError(f"{path}: column {empty[0]!r} has no values at all")
+    check_fill_fractions(frame, fill, path, max_fraction)
     if fill == "interpolate":
         return frame.interpolate(method="time", limit_direction="both")
     if fill == "ffill":
@@ -265,8 +282,45 @@ def fill_missing(frame: pd.DataFrame, freq: str, fill: str, path: str, where=Non
     return frame.fillna(0.0)
 
 
-def load_series(
+def check_fill_fractions(grid_frame: pd.DataFrame, fill: str, path: str, max_fraction: float) -> None:
+    """Log the values `fill` makes up per series; refuse a series with a larger share than `max_fraction`."""
+    if not 0 <= max_fraction <= 1:
+        raise DataError(f"data.max_fill_fraction={max_fraction!r}: give a fraction in [0, 1]")
+    missing = grid_frame.isna().sum()
+    missing = missing[missing > 0].sort_values(ascending=False, kind="stable")
+    if missing.empty:
+        return
+    total = len(grid_frame)
+    log.info(
+        "%s: data.fill=%s filled %s",
+        path,
+        fill,
+        ", ".join(f"{int(n)} of {total} values of series {str(name)!r}" for name, n in missing.items()),
+    )
+    name, count = str(missing.index[0]), int(missing.iloc[0])
+    if count > max_fraction * total:
+        raise DataError(
+            f"{path}: series {name!r} would be {count} of {total} values filled by data.fill={fill} "
+            f"({count / total:.0%}, above data.max_fill_fraction={max_fraction:g}); give it more rows, leave it "
+            "out with data.columns=[...], or allow it with data.max_fill_fraction=1"
+        )
+
+
+def load_series(path: str, delimiter: str | None = None, decimal: str | None = ".", **settings: Any):
+    """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias).
+
+    `delimiter` (None: detected) and `decimal` shape how a CSV is read; the other settings are
+    `series_from_table`'s: `target` (a column, or a series of a long file) must exist, `columns`
+    default to all, `max_fill_fraction` bounds the share of a series that `fill` may make up.
+    """
+    raw, parquet = read_file(path, delimiter, decimal)
+    return series_from_table(raw, path, parquet, **settings)
+
+
+def series_from_table(
+    raw: pd.DataFrame,
     path: str,
+    typed: bool,
     date_col: str = "date",
     columns: list[str] | None = None,
     layout: str = "auto",
@@ -276,19 +330,16 @@ def load_series(
     ds_col: str = "ds",
     y_col: str = "y",
     target: str | None = None,
-    delimiter: str | None = None,
-    decimal: str | None = ".",
+    max_fill_fraction: float = DEFAULT_MAX_FILL_FRACTION,
 ) -> tuple[pd.DataFrame, str]:
-    """Read, validate and regularise a file -> (frame on a regular DatetimeIndex, pandas frequency alias).
+    """`load_series` of a table already read: `raw` as the file's columns, `path` the name errors use.
 
-    `target` (a column, or a series of a long file) must exist; `columns` default to all.
-    `delimiter` (None: detected) and `decimal` shape how a CSV is read.
+    typed: the values are numbers already (Parquet, a DataFrame), not text to parse.
     """
     if fill not in FILL_POLICIES:
         raise DataError(f"data.fill={fill!r}; choose one of {', '.join(FILL_POLICIES)}")
     if layout not in ("auto", "wide", "long"):
         raise DataError(f"data.layout={layout!r}; choose auto, wide or long")
-    raw, parquet = read_file(path, delimiter, decimal)
     if raw.empty:
         raise DataError(f"{path}: the file has no rows")
     is_long = layout == "long" or (layout == "auto" and {id_col, ds_col, y_col} <= set(raw.columns))
@@ -308,12 +359,12 @@ def load_series(
     if target is not None and columns is not None and target not in columns:
         raise DataError(f"{path}: data.target={target!r} is not among data.columns={list(columns)}; add it there")
     if is_long:
-        frame = long_to_wide(raw, path, id_col, ds_col, y_col, parquet, columns, fill)
+        frame = long_to_wide(raw, path, id_col, ds_col, y_col, typed, columns, fill)
         where = None
     else:
-        frame = wide_frame(raw, path, date_col, columns, parquet, fill)
-        where = lambda position: _where(path, position, parquet)  # wide frame rows are the file rows
+        frame = wide_frame(raw, path, date_col, columns, typed, fill)
+        where = lambda position: _where(path, position, typed)  # wide frame rows are the file rows
     freq = freq or infer_frequency(frame.index, path)
-    frame = fill_missing(frame, freq, fill, path, where)
+    frame = fill_missing(frame, freq, fill, path, where, max_fill_fraction)
     frame.index.name = None
     return frame, freq

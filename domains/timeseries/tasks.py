@@ -26,13 +26,17 @@ the model; the datamodule checks a restored model's contract against its file.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
+from domains.timeseries.data import TimeSeriesDataModule
 from domains.timeseries.metrics import ForecastErrors
+from domains.timeseries.tables import series_from_table
 from zoo.errors import ZooError
 from zoo.models.arnet import sparsity_lambda
 from zoo.registry import model_class
@@ -253,7 +257,48 @@ class ForecastTask(BaseTask):
         names = self.channels[-self.c_out :]
         return forecast_rows(self.to_original(self.forecast(batch)), batch["future_ns"], names)
 
+    @torch.no_grad()
+    def predict(self, data: str | os.PathLike | pd.DataFrame | None = None) -> list[dict]:
+        """The forecast rows `zoo timeseries predict` writes for this series (`zoo.load_pipeline`): one row
+        per step after its last timestamp (`ds`, `horizon`, one column per forecast channel, original units).
+
+        data: a file (`data.path=...` of the CLI), the same table as a DataFrame (a date column, or the
+        long `unique_id, ds, y` layout), or a DataFrame on a DatetimeIndex; None: the series the model was
+        trained on. It is read with the recorded data settings (target, features, columns, frequency, fill)
+        and cut into the recorded windows, and the recorded training scaling is applied.
+        """
+        settings = {k: v for k, v in dict(self.data_settings or {}).items() if k != "_target_"}
+        if isinstance(data, pd.DataFrame):
+            datamodule = GivenFrame(data, **{**settings, "path": "DataFrame"})
+        else:
+            datamodule = TimeSeriesDataModule(**{**settings, **({"path": str(data)} if data is not None else {})})
+        datamodule.setup("predict")
+        datamodule.accept_contract(self.data_contract())
+        if self.closed_form:
+            self.fit_closed_form(datamodule)  # as the runner does: a no-op for a fitted (restored) model
+        rows = []
+        for batch in datamodule.predict_dataloader():
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            rows += self.predict_step(batch, 0)
+        return rows
+
     def on_predictions_written(self, path: str, datamodule) -> None:
         from domains.timeseries.plotting import plot_forecast_file
 
         plot_forecast_file(path, datamodule.frame, season=self.hparams.season)
+
+
+class GivenFrame(TimeSeriesDataModule):
+    """A series given as a DataFrame instead of a file, read and checked as `load_series` reads a file."""
+
+    def __init__(self, frame: pd.DataFrame, **settings: Any):
+        super().__init__(**settings)
+        self.given = frame
+
+    def load_frame(self) -> tuple[pd.DataFrame, str]:
+        raw = self.given
+        if isinstance(raw.index, pd.DatetimeIndex):
+            raw = raw.rename_axis(self.read_kwargs["date_col"]).reset_index()
+        columns = self.columns or ([self.target] if self.features == "S" and self.target else None)
+        settings = {k: v for k, v in self.read_kwargs.items() if k not in ("delimiter", "decimal")}
+        return series_from_table(raw, self.path, True, columns=columns, target=self.target, **settings)

@@ -16,17 +16,24 @@ prediction) into `<predictions stem>_frames/` beside predictions.csv, whose rows
 (id, psnr, ssim, psnr_copy_last, generated, files).
 
 `CaptionTask` (experiment=captioning) trains and evaluates SwinBERT captioners (see its docstring).
+
+Both have `predict(clips, ...)` for `zoo.load_pipeline`: the rows `zoo video predict` writes for clips given
+in Python (arrays or tensors of frames), batched by the recorded data settings.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from domains.video.data import pad_clips
 from domains.video.metrics import REPORT_STEPS, HorizonMetrics, copy_last_frame, frame_psnr, frame_ssim
 from domains.video.writers import side_by_side, write_gif, write_mp4, write_strip
 from zoo.errors import ZooError
@@ -40,6 +47,40 @@ log = logging.getLogger(__name__)
 def safe_name(text: str) -> str:
     """A clip id as a file name."""
     return re.sub(r"[^A-Za-z0-9._@-]+", "_", text) or "clip"
+
+
+def clip_tensors(clips: Any, channels: int, size: int | None = None) -> list[torch.Tensor]:
+    """Clips given in Python -> float (T, C, H, W) tensors in [0, 1], as the readers give them.
+
+    clips: one (T, C, H, W) clip or a batch (N, T, C, H, W) (array or tensor), or a list of clips of any length;
+    uint8 frames are divided by 255 (as decoded videos are), floats are taken as they are. One-channel clips
+    are repeated to `channels` (as the embedded grey digits are); other shapes are refused in one line.
+    """
+    if isinstance(clips, (np.ndarray, torch.Tensor)) and clips.ndim == 4:
+        clips = [clips]
+    out = []
+    for i, clip in enumerate(clips):
+        frames = torch.as_tensor(np.asarray(clip) if not isinstance(clip, torch.Tensor) else clip)
+        frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
+        if frames.ndim != 4:
+            raise ZooError(f"clip {i + 1}: frames of shape {tuple(frames.shape)}; give (frames, channels, H, W)")
+        if frames.shape[1] == 1 and channels != 1:
+            frames = frames.expand(-1, channels, -1, -1)
+        if frames.shape[1] != channels or (size is not None and tuple(frames.shape[2:]) != (size, size)):
+            want = f"{channels} x {size} x {size}" if size is not None else f"{channels} channel(s)"
+            raise ZooError(
+                f"clip {i + 1}: frames of {' x '.join(map(str, frames.shape[1:]))}, but this model reads {want} "
+                "(channels x height x width); resize the frames first"
+            )
+        out.append(frames)
+    return out
+
+
+def clip_ids(ids: Sequence[str] | None, count: int) -> list[str]:
+    ids = [str(i) for i in ids] if ids is not None else [f"clip{i + 1}" for i in range(count)]
+    if len(ids) != count:
+        raise ZooError(f"{count} clips but {len(ids)} ids; give one id per clip")
+    return ids
 
 
 class FramePredictionTask(BaseTask):
@@ -124,21 +165,19 @@ class FramePredictionTask(BaseTask):
         return self.media_dir
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        return self.clip_rows(batch, self.output_folder())
+
+    def clip_rows(self, batch: dict[str, Any], folder: Path | None) -> list[dict[str, Any]]:
+        """Rows (id, psnr, ssim, psnr_copy_last, generated, files) of a batch; clip files go to `folder`
+        (none written, and `files` empty, without one)."""
         frames, lengths, context = batch["frames"], batch["length"], self.hparams.context
         horizon = max(int(batch["horizon"]), 1)
         pred = self.generate(frames, horizon)
         copy = copy_last_frame(frames[:, :context], horizon)
-        folder = self.output_folder()
         rows = []
         for i, clip_id in enumerate(batch["id"]):
             known = max(0, min(horizon, int(lengths[i]) - context))
             truth = frames[i, context : context + known]
-            name = safe_name(clip_id)
-            pair, fps = side_by_side(truth, pred[i]), self.hparams.gif_fps
-            files = [write_gif(folder / f"{name}.gif", pair, fps)]
-            if self.hparams.write_mp4 and write_mp4(folder / f"{name}.mp4", pair, fps):
-                files.append(folder / f"{name}.mp4")
-            files.append(write_strip(folder / f"{name}.png", truth, pred[i]))
             row = {"id": clip_id, "psnr": "", "ssim": "", "psnr_copy_last": "", "generated": horizon}
             if known:
                 row.update(
@@ -146,8 +185,57 @@ class FramePredictionTask(BaseTask):
                     ssim=round(float(frame_ssim(pred[i, :known], truth).mean()), 4),
                     psnr_copy_last=round(float(frame_psnr(copy[i, :known], truth).mean()), 4),
                 )
+            files = self.write_clip_files(folder, safe_name(clip_id), truth, pred[i]) if folder is not None else []
             row["files"] = ";".join(str(Path(folder.name) / Path(f).name) for f in files)
             rows.append(row)
+        return rows
+
+    def write_clip_files(self, folder: Path, name: str, truth: torch.Tensor, pred: torch.Tensor) -> list[Path]:
+        """GIF (and MP4 when it can be encoded) of truth | prediction, and a PNG strip."""
+        pair, fps = side_by_side(truth, pred), self.hparams.gif_fps
+        files = [write_gif(folder / f"{name}.gif", pair, fps)]
+        if self.hparams.write_mp4 and write_mp4(folder / f"{name}.mp4", pair, fps):
+            files.append(folder / f"{name}.mp4")
+        files.append(write_strip(folder / f"{name}.png", truth, pred))
+        return files
+
+    @torch.no_grad()
+    def predict(
+        self,
+        clips: Any,
+        ids: Sequence[str] | None = None,
+        horizon: int | None = None,
+        folder: str | os.PathLike | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows `zoo video predict` writes (`zoo.load_pipeline`): `horizon` frames (default: the recorded
+        data.horizon) generated after the first `context` frames of each clip; PSNR/SSIM against the frames the
+        clip has after its context (empty when it has none). For the frames themselves use `generate`.
+
+        clips: see `clip_tensors`. ids: default clip1, clip2, ... folder: where the GIF/MP4/PNG of each clip
+        go, as `zoo video predict output=<dir>/predictions.csv` writes them to `<dir>/predictions_frames`
+        (`files` names them relative to the folder's parent); None writes no files and leaves `files` empty.
+        """
+        settings = dict(self.data_settings or {})
+        context = int(self.hparams.context)
+        tensors = clip_tensors(clips, self.backbone.in_channels, self.backbone.image_size)
+        short = next((i for i, t in enumerate(tensors) if len(t) < context), None)
+        if short is not None:
+            raise ZooError(
+                f"clip {short + 1}: {len(tensors[short])} frames, fewer than the model's context of {context}"
+            )
+        ids = clip_ids(ids, len(tensors))
+        steps = int(horizon if horizon is not None else settings.get("horizon") or 10)
+        size = int(settings.get("batch_size") or 16)
+        out = Path(folder) if folder is not None else None
+        rows = []
+        for start in range(0, len(tensors), size):
+            items = [
+                {"id": i, "frames": t, "length": len(t)}
+                for i, t in zip(ids[start : start + size], tensors[start : start + size])
+            ]
+            batch = pad_clips(items, steps)
+            batch["frames"], batch["length"] = batch["frames"].to(self.device), batch["length"].to(self.device)
+            rows += self.clip_rows(batch, out)
         return rows
 
     def on_predictions_written(self, path: str, datamodule: Any) -> None:
@@ -166,7 +254,7 @@ class CaptionTask(BaseTask):
         self,
         vocab: list[str] | None = None,
         slot_metrics: bool = False,
-        max_length: int = 20,
+        max_length: int | None = None,
         num_beams: int = 1,
         mask_prob: float = 0.5,
         max_masked: int = 45,
@@ -192,9 +280,16 @@ class CaptionTask(BaseTask):
             "image_size": self.backbone.img_size[0],
         }
 
+    @property
+    def max_length(self) -> int:
+        """Most decoded tokens per caption ([SEP] included): `max_length`, or all the model's positions allow
+        ([CLS] + the caption + the [MASK] being predicted: max_caption_len - 1), so that decoding can write every
+        caption the model was trained on (a fixed 20 cut the longest digit captions, 22 tokens, short)."""
+        given = self.hparams.max_length
+        return int(given) if given is not None else self.backbone.max_caption_len - 1
+
     def captions(self, frames: torch.Tensor) -> list[str]:
-        hp = self.hparams
-        ids = self.backbone.generate(frames, max_length=hp.max_length, num_beams=hp.num_beams)
+        ids = self.backbone.generate(frames, max_length=self.max_length, num_beams=self.hparams.num_beams)
         return [self.tokenizer.decode(row) for row in ids]
 
     def shared_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
@@ -232,6 +327,34 @@ class CaptionTask(BaseTask):
 
     def on_test_epoch_end(self) -> None:
         self.log_caption_scores("test")
+
+    @torch.no_grad()
+    def predict(
+        self, clips: Any, ids: Sequence[str] | None = None, references: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows (id, caption, reference) `zoo video predict experiment=captioning` writes (`zoo.load_pipeline`).
+
+        clips: see `clip_tensors`; a clip of another length than the model's `num_frames` is sampled as videos
+        are (frames spread evenly over it). references: one caption per clip for the `reference` column.
+        """
+        settings = dict(self.data_settings or {})
+        channels = int(settings.get("in_channels") or 1)
+        tensors = clip_tensors(clips, channels, self.backbone.img_size[0])
+        count, ids = self.backbone.num_frames, clip_ids(ids, len(tensors))
+        refs = [[str(r)] for r in references] if references is not None else [[] for _ in tensors]
+        if len(refs) != len(tensors):
+            raise ZooError(f"{len(tensors)} clips but {len(refs)} references; give one per clip")
+        # as CaptionClips samples a video: `num_frames` indices spread evenly over the clip
+        tensors = [
+            t[np.linspace(0, len(t) - 1, count).round().astype(np.int64)] if len(t) != count else t for t in tensors
+        ]
+        size = int(settings.get("batch_size") or 32)
+        rows = []
+        for start in range(0, len(tensors), size):
+            part = slice(start, start + size)
+            batch = {"id": ids[part], "frames": torch.stack(tensors[part]).to(self.device), "references": refs[part]}
+            rows += self.predict_step(batch, 0)
+        return rows
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         captions = self.captions(batch["frames"])

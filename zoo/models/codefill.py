@@ -45,7 +45,11 @@ Inference: `prefill` encodes a context once; `next_log_probs_after` scores many
 continuations of it. With the Transformer encoder this is a KV cache built from the
 zoo block's own layers (tested equal to the full forward); other encoders recompute
 the whole sequence. Heads run only where asked (`last_only`), since at 8k values
-they cost more than the encoder.
+they cost more than the encoder, and the last block runs its attention and MLP at
+the last position only (the other positions need only their keys and values).
+The keys/values of every scored continuation are remembered in the context's state,
+so a beam or a partial word that grows by one piece costs one position, and all
+continuations of a step share one batched forward that never copies the cache.
 
 `num_classes=None` (default) keeps CodeFill's task heads as the model's `head`; an
 integer gives the plain classifier every zoo backbone has (CodeFill as an encoder).
@@ -214,55 +218,136 @@ def beam_search(
     return ranked[:beam_size]
 
 
+# Keys/values of one layer: (batch, heads, positions, head_dim) each.
+KV = tuple[torch.Tensor, torch.Tensor]
+
+
 @dataclass
 class ContextState:
-    """An encoded context (`CodeFill.prefill`): its ids, per-encoder KV caches (Transformer) and last features."""
+    """An encoded context (`CodeFill.prefill`): its ids, per-encoder KV caches (Transformer) and last features.
+
+    memo: encoder key -> {(continuation values, types): per-layer keys/values `(H, T, head_dim)` of that
+    continuation}, filled by `next_log_probs_after`, so a continuation that extends one scored before
+    (a beam, a longer word) costs only its newest piece.
+    """
 
     values: torch.Tensor  # (1, S)
     types: torch.Tensor | None
-    caches: dict[str, list[tuple[torch.Tensor, torch.Tensor]]]
+    caches: dict[str, list[KV]]
     last: dict[str, torch.Tensor]  # encoder key -> (1, 1, dim)
+    memo: dict[str, dict[tuple, list[KV]]] = field(default_factory=dict)
 
 
-def _block_forward(block, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, offset: int):
-    """One zoo TransformerBlock (pre-norm, rotary, causal) over new positions `offset..`, attending to `past`
-    keys/values; returns (output, this call's keys/values). Uses the block's own layers (eval mode)."""
+_ROTARY: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _rotary(length: int, head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rotary_tables`, kept per (length, head_dim, device): completion asks for the same tables every call."""
+    key = (length, head_dim, str(device))
+    if key not in _ROTARY:
+        if len(_ROTARY) > 64:
+            _ROTARY.clear()
+        _ROTARY[key] = rotary_tables(length, head_dim, device)
+    return _ROTARY[key]
+
+
+def _cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: KV, own: KV | None) -> torch.Tensor:
+    """Attention of new positions `q/k/v` `(N, H, T, D)` to a context cache `past` `(1, H, S, D)` shared by
+    all N rows, to each row's own earlier continuation `own` `(N, H, t, D)`, and causally to each other.
+
+    The cache is never copied per row: the N*T queries meet it in one `(H, N*T, D) @ (H, D, S)` product.
+    """
+    n, heads, length, dim = q.shape
+    scale = dim**-0.5
+    qf = q.float()
+    rows = qf.transpose(0, 1).reshape(heads, n * length, dim)
+    past_scores = (rows @ past[0][0].float().transpose(-1, -2)).view(heads, n, length, -1).transpose(0, 1) * scale
+    parts = [past_scores]
+    if own is not None:
+        parts.append((qf @ own[0].float().transpose(-1, -2)) * scale)
+    new_scores = (qf @ k.float().transpose(-1, -2)) * scale  # (N, H, T, T)
+    if length > 1:
+        causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        new_scores = new_scores.masked_fill(~causal, float("-inf"))
+    parts.append(new_scores)
+    weights = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
+    split, mine = past_scores.shape[-1], 0 if own is None else own[0].shape[2]
+    to_past = weights[..., :split].transpose(0, 1).reshape(heads, n * length, split)
+    out = (to_past @ past[1][0].float()).view(heads, n, length, dim).transpose(0, 1)
+    if own is not None:
+        out = out + weights[..., split : split + mine] @ own[1].float()
+    out = out + weights[..., split + mine :] @ v.float()
+    return out.to(q.dtype)
+
+
+def _block_forward(
+    block,
+    x: torch.Tensor,
+    past: KV | None,
+    offset: int,
+    own: KV | None = None,
+    last_only: bool = False,
+) -> tuple[torch.Tensor, KV]:
+    """One zoo TransformerBlock (pre-norm, rotary, causal) over new positions `offset..`, attending to the
+    context cache `past` and to `own` (keys/values of each row's earlier continuation pieces); returns
+    (output, this call's keys/values). Uses the block's own layers (eval mode).
+
+    last_only: the output at the last position only (keys/values still of every position): what the last
+    block needs, since nothing reads its other outputs.
+    """
     attn = block.attn
     batch, length, dim = x.shape
     q, k, v = attn.qkv(block.norm1(x)).view(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     if attn.rotary:
-        cos, sin = rotary_tables(offset + length, attn.head_dim, x.device)
+        cos, sin = _rotary(offset + length, attn.head_dim, x.device)
         q, k = apply_rotary(q, cos[offset:], sin[offset:]), apply_rotary(k, cos[offset:], sin[offset:])
+    if last_only:
+        q, x = q[:, :, -1:], x[:, -1:]
     if past is None:  # the context itself: plain causal attention (SDPA's fast path)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # The last query alone sees every key, so it needs no mask.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=not last_only and length > 1)
+    elif last_only:  # one query per row that sees all new keys: `_cached_attention` with no mask to build
+        out = _cached_attention(q, k[:, :, -1:], v[:, :, -1:], past, _join(own, (k[:, :, :-1], v[:, :, :-1])))
     else:
-        # New positions attend to the cached context and causally to each other. Scores against the cache
-        # broadcast over the batch, so the cache is never copied per candidate.
-        scale = attn.head_dim**-0.5
-        past_scores = (q.float() @ past[0].float().transpose(-1, -2)) * scale  # (N, H, T, S)
-        new_scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # (N, H, T, T)
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        new_scores = new_scores.masked_fill(~causal, float("-inf"))
-        weights = torch.softmax(torch.cat([past_scores, new_scores], dim=-1), dim=-1)
-        split = past_scores.shape[-1]
-        out = (weights[..., :split] @ past[1].float() + weights[..., split:] @ v.float()).to(q.dtype)
-    x = x + attn.proj(out.transpose(1, 2).reshape(batch, length, dim))
+        out = _cached_attention(q, k, v, past, own)
+    x = x + attn.proj(out.transpose(1, 2).reshape(batch, x.shape[1], dim))
     return x + block.mlp(block.norm2(x)), (k, v)
 
 
-def _transformer_prefill(encoder: Transformer, h: torch.Tensor):
+def _join(own: KV | None, new: KV) -> KV | None:
+    """A row's earlier keys/values followed by new ones (None when there are none)."""
+    if new[0].shape[2] == 0:
+        return own
+    if own is None:
+        return new
+    return torch.cat([own[0], new[0]], dim=2), torch.cat([own[1], new[1]], dim=2)
+
+
+def _transformer_prefill(encoder: Transformer, h: torch.Tensor, last_only: bool = False):
+    """Features of a context (all positions, or the last one) and its per-layer keys/values."""
     x, cache = encoder.stem(h), []
-    for block in encoder.blocks:
-        x, kv = _block_forward(block, x, None, 0)
-        cache.append(kv)
+    for i, block in enumerate(encoder.blocks):
+        x, kv = _block_forward(block, x, None, 0, last_only=last_only and i == len(encoder.blocks) - 1)
+        cache.append((kv[0].contiguous(), kv[1].contiguous()))  # values are a strided view of the qkv output
     return encoder.norm(x), cache
 
 
-def _transformer_extend(encoder: Transformer, h: torch.Tensor, cache, offset: int) -> torch.Tensor:
-    x = encoder.stem(h)
-    for block, past in zip(encoder.blocks, cache):
-        x, _ = _block_forward(block, x, past, offset)
-    return encoder.norm(x)
+def _transformer_extend(
+    encoder: Transformer,
+    h: torch.Tensor,
+    cache: list[KV],
+    offset: int,
+    own: list[KV] | None = None,
+    last_only: bool = False,
+) -> tuple[torch.Tensor, list[KV]]:
+    """Features of new positions `h` after a cached context (and each row's earlier continuation `own`,
+    per layer), and the rows' keys/values per layer, earlier pieces included."""
+    x, rows = encoder.stem(h), []
+    for i, (block, past) in enumerate(zip(encoder.blocks, cache)):
+        mine = own[i] if own is not None else None
+        x, kv = _block_forward(block, x, past, offset, mine, last_only=last_only and i == len(encoder.blocks) - 1)
+        rows.append(_join(mine, kv))
+    return encoder.norm(x), rows
 
 
 class CodeFill(SequenceBackbone):
@@ -532,7 +617,7 @@ class CodeFill(SequenceBackbone):
         state = ContextState(v, t, {}, {})
         for key, encoder in self.encoders.items():
             if isinstance(encoder, Transformer) and encoder.stem.in_features:
-                features, state.caches[key] = _transformer_prefill(encoder, h)
+                features, state.caches[key] = _transformer_prefill(encoder, h, last_only=True)
                 state.last[key] = self.out_proj(features[:, -1:])
             else:
                 state.last[key] = self.out_proj(encoder.forward_features(h))[:, -1:]
@@ -548,38 +633,72 @@ class CodeFill(SequenceBackbone):
         rerank: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Next-piece log-probs `(N, V)` (and type log-probs `(N, T)`) after the context plus `N` equally
-        long continuations `new_values` `(N, T)` (None: right after the context)."""
+        long continuations `new_values` `(N, T)` (None: right after the context).
+
+        With a KV cache, the keys/values of every continuation are remembered in `state.memo`; when each row
+        extends one seen before (its first `T - 1` pieces), only its newest piece is computed."""
         features = {}
         for key in set(self._task_keys((task, "type")).values()):
             if new_values is None or new_values.shape[1] == 0:
                 features[key] = state.last[key]
                 continue
-            h_new = self._embed(new_values, new_types if self.multitask else None)
+            types = new_types if self.multitask else None
             encoder = self.encoders[key]
             if key in state.caches:
-                out = _transformer_extend(encoder, h_new, state.caches[key], state.values.shape[1])
+                out = self._extend_cached(state, key, new_values, types)
             else:  # no cache: the whole sequence again, keep the new positions
                 n = new_values.shape[0]
                 full_v = torch.cat([state.values.expand(n, -1), new_values], 1)
                 full_t = None if state.types is None else torch.cat([state.types.expand(n, -1), new_types], 1)
                 out = encoder.forward_features(self._embed(full_v, full_t))[:, -new_values.shape[1] :]
-            features[key] = self.out_proj(out)[:, -1:]
+            features[key] = self.out_proj(out[:, -1:])
         log_probs, type_log_probs = self._log_probs(self._task_logits(features, (task, "type")), task, rerank)
         return log_probs[:, -1], (type_log_probs[:, -1] if type_log_probs is not None else None)
+
+    def _extend_cached(
+        self, state: ContextState, key: str, new_values: torch.Tensor, new_types: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Last-position features after the cached context plus each continuation, reusing `state.memo`."""
+        memo = state.memo.setdefault(key, {})
+        values = new_values.tolist()
+        types = new_types.tolist() if new_types is not None else [[]] * len(values)
+        length = new_values.shape[1]
+        # The longest prefix length every row has been seen with (keys/values are causal: a prefix's are its own).
+        known = length - 1
+        while known > 0 and not all((tuple(v[:known]), tuple(t[:known])) in memo for v, t in zip(values, types)):
+            known -= 1
+        own = None
+        if known:
+            entries = [memo[(tuple(v[:known]), tuple(t[:known]))] for v, t in zip(values, types)]
+            own = [
+                (torch.stack([e[i][0] for e in entries]), torch.stack([e[i][1] for e in entries]))
+                for i in range(len(entries[0]))
+            ]
+        h_new = self._embed(new_values[:, known:], new_types[:, known:] if new_types is not None else None)
+        offset = state.values.shape[1] + known
+        out, rows = _transformer_extend(self.encoders[key], h_new, state.caches[key], offset, own, last_only=True)
+        for n, (v, t) in enumerate(zip(values, types)):
+            for end in range(known + 1, length + 1):
+                memo[(tuple(v[:end]), tuple(t[:end]))] = [(k[n, :, :end], vv[n, :, :end]) for k, vv in rows]
+        return out
 
     # -------------------------------------------------------------------------- statement completion
     def _step_fn(self, state: ContextState, rerank: bool, allowed: torch.Tensor | None) -> StepFn:
         device = self.value_embed.weight.device
+        blocked = None if allowed is None else ~allowed.to(device)
+        # `type_of_value`'s table term, computed once per search instead of once per candidate.
+        log_table = self.type_given_value.float().clamp_min(1e-12).log()
 
         def step(hyps: list[Hypothesis]):
             new_v = torch.tensor([h.tokens for h in hyps], dtype=torch.long, device=device)
             new_t = torch.tensor([h.types for h in hyps], dtype=torch.long, device=device)
             log_probs, last_types = self.next_log_probs_after(state, new_v, new_t, "statement", rerank)
-            if allowed is not None:
-                log_probs = log_probs.masked_fill(~allowed.to(device), float("-inf"))
+            if blocked is not None:
+                log_probs = log_probs.masked_fill(blocked, float("-inf"))
+            last_types = None if last_types is None else last_types.float()
 
             def type_of(n: int, value: int) -> int:
-                return 0 if last_types is None else int(self.type_of_value(value, last_types[n]))
+                return 0 if last_types is None else int((last_types[n] + log_table[value]).argmax(-1))
 
             return log_probs.cpu(), type_of
 

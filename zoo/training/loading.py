@@ -6,6 +6,9 @@
   every tensor), whichever way it was given (tag, `hf://`, folder, `.ckpt`).
 - `load_for_inference(cfg)`: what `eval`, `predict`, `export` and domain verbs use: the checkpoint
   `ckpt_path` names (`last` included), else the `weights` folder, restored as trained.
+- `check_domain(weights, cfg)`: a checkpoint or saved task of another domain is refused in one line;
+  the domain is read off the recorded task class (`domains.<domain>....`), a string, so the core
+  imports no domain.
 """
 
 from __future__ import annotations
@@ -37,7 +40,42 @@ def build_task(cfg: DictConfig, datamodule: Any, weights: Weights | None = None)
         _recursive_=False,
         _convert_="all",
     )
-    return build(weights=weights)  # an object with tensors: given at call time, not merged into the config
+    # an object with tensors: given at call time, not merged into the config
+    return build(weights=without_unfit_head(build, weights))
+
+
+def without_unfit_head(build: Any, weights: Weights | None) -> Weights | None:
+    """`weights` less their classifier head when it was trained to predict something else than the new task.
+
+    A task class declares the hyper-parameters that say what its head predicts (`head_defined_by`, default
+    `("task_type",)`); where the weights' recorded task has another value for one of them (a regression head
+    for 0/1 classification, other class names) the head is dropped, so the model re-initialises it, and a
+    warning says why. Decided so rather than refused: fine-tuning a trained backbone for a new target is the
+    point of `finetune`; reusing the old head silently was the bug. Same values: the head is kept.
+    """
+    recorded = ((weights.task or {}).get("hparams") or {}) if weights is not None else {}
+    keys = getattr(getattr(build, "func", None), "head_defined_by", ("task_type",))
+    new = getattr(build, "keywords", {})
+    changed = [k for k in keys if k in recorded and k in new and _plain(recorded[k]) != _plain(new[k])]
+    if not changed or weights.architecture is None:
+        return weights
+    from dataclasses import replace
+
+    from zoo.registry import model_class
+
+    head = getattr(model_class(weights.architecture["name"]), "head_name", "head") + "."
+    log.warning(
+        "%s was trained for %s, this fine-tune for %s: its classifier head is re-initialised, not reused",
+        weights.source,
+        ", ".join(f"{k}={_plain(recorded[k])}" for k in changed),
+        ", ".join(f"{k}={_plain(new[k])}" for k in changed),
+    )
+    return replace(weights, state_dict={k: v for k, v in weights.state_dict.items() if not k.startswith(head)})
+
+
+def _plain(value: Any) -> Any:
+    value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def restore_task(weights: Weights, fallback: str | None = None) -> pl.LightningModule:
@@ -72,15 +110,44 @@ def restore_task(weights: Weights, fallback: str | None = None) -> pl.LightningM
     return task.eval()
 
 
+def recorded_domain(weights: Weights) -> str | None:
+    """The domain whose task wrote `weights` (`domains.timeseries.tasks.ForecastTask` -> `timeseries`), if any."""
+    target = str((weights.task or {}).get("target") or "")
+    parts = target.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "domains" else None
+
+
+def check_domain(weights: Weights, cfg: DictConfig) -> Weights:
+    """`weights` as given, unless its task belongs to another domain than `cfg.domain`: then one line."""
+    domain, recorded = cfg.get("domain"), recorded_domain(weights)
+    if domain and recorded and recorded != str(domain):
+        kind = "checkpoint" if weights.path.suffix == ".ckpt" else "model (saved by that domain's task)"
+        raise ZooError(
+            f"{weights.source} is a {recorded} {kind}; use zoo {recorded} {cfg.get('mode') or '...'} "
+            f"(this is zoo {domain})"
+        )
+    return weights
+
+
+def open_checked(source: str | Weights, cfg: DictConfig) -> Weights:
+    """`open_weights(source)`, refused in one line when it holds another domain's task."""
+    return check_domain(open_weights(source), cfg)
+
+
 def open_for_inference(cfg: DictConfig) -> Weights:
-    """The source that `ckpt_path` (`last` included) or else `weights` names, opened once."""
-    source = resolve_checkpoint(cfg) or cfg.get("weights")
+    """The source that `ckpt_path` (`last` included) or else `weights` names, opened once.
+
+    `weights=` beats `ckpt_path=last`, which a verb's config may set as its default (`zoo video predict`
+    continues the newest training run unless told otherwise); a `.ckpt` path given with it still wins.
+    """
+    weights, ckpt = cfg.get("weights"), cfg.get("ckpt_path")
+    source = weights if weights and str(ckpt) == "last" else resolve_checkpoint(cfg) or weights
     if not source:
         raise ZooError(
             f"`{cfg.mode}` needs trained weights: add ckpt_path=<run>/checkpoints/best.ckpt (or ckpt_path=last) "
             "or weights=<folder|hf://org/repo>"
         )
-    return open_weights(source)
+    return open_checked(source, cfg)
 
 
 def task_for_inference(cfg: DictConfig, weights: Weights, datamodule: Any = None) -> pl.LightningModule:

@@ -28,12 +28,13 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ZooError
-from zoo.factory import open_weights
+from zoo.factory import Weights
 from zoo.hub import save_pretrained
 from zoo.registry import is_model, list_models, model_class, unknown_name_error
 from zoo.training.checkpointing import AtomicCheckpointIO, NonFiniteLossGuard
 from zoo.training.loading import (
     build_task,
+    open_checked,
     open_for_inference,
     plain_hparams,
     recorded_data_config,
@@ -42,7 +43,7 @@ from zoo.training.loading import (
 )
 from zoo.training.runs import TRAINING_MODES, lock_run, resolve_checkpoint, run_folder, write_run_record
 from zoo.training.validation import check_config
-from zoo.training.writers import StreamingCSVWriter
+from zoo.training.writers import ResumableCSVLogger, StreamingCSVWriter
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +141,18 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     closed_form = is_closed_form(cfg)
     fresh = mode in TRAINING_MODES or (closed_form and not cfg.get("ckpt_path"))
+    # Every source is opened (and its domain checked) before the data is read.
+    ckpt = resolve_checkpoint(cfg) if mode in TRAINING_MODES else None  # a resume (`last` included)
+    resume = open_checked(ckpt, cfg) if ckpt else None
+    weights = open_checked(cfg.weights, cfg) if fresh and resume is None and cfg.get("weights") else None
     trained = None if fresh else open_for_inference(cfg)  # eval/predict/export: the model, opened once
     data_cfg = recorded_data_config(cfg, trained, user_data_overrides())
     datamodule = instantiate(data_cfg, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "finetune": "fit", "eval": "test"}.get(mode, "predict"))
-    ckpt = None
-    if mode in TRAINING_MODES and cfg.get("ckpt_path"):
-        ckpt = resolve_checkpoint(cfg)  # a resume: the task the checkpoint records, then fit restores the rest
-        task = resumed_task(cfg, ckpt)
+    if resume is not None:  # a resume: the task the checkpoint records, then fit restores the rest
+        task = resumed_task(cfg, resume)
     elif fresh:
-        weights = open_weights(cfg.weights) if cfg.get("weights") else None
         task = build_task(cfg, datamodule, weights)
     else:
         task = task_for_inference(cfg, trained, datamodule)
@@ -189,6 +191,11 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
             trainer.save_checkpoint(best, weights_only=False)
             result["best_checkpoint"] = str(best)
         else:
+            if ckpt:  # the log continues at the checkpoint: rows a killed process wrote after it would repeat
+                step = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=True)["global_step"]
+                for logger in trainer.loggers:
+                    if isinstance(logger, ResumableCSVLogger):
+                        logger.continue_before(step)
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
             fit_metrics = _scalars(trainer.callback_metrics)
             log_stop_reason(trainer)
@@ -220,19 +227,22 @@ def user_data_overrides() -> set[str] | None:
     return {k[len("data.") :] for k in keys if k.startswith("data.")}
 
 
-def resumed_task(cfg: DictConfig, ckpt: str) -> pl.LightningModule:
-    """The task a resumed checkpoint records (architecture, data settings), whatever the config now says."""
-    task = restore_task(open_weights(ckpt), fallback=OmegaConf.select(cfg, "task._target_")).train()
+def resumed_task(cfg: DictConfig, ckpt: Weights) -> pl.LightningModule:
+    """The task a resumed checkpoint (opened) records (architecture, data settings), whatever the config now says."""
+    task = restore_task(ckpt, fallback=OmegaConf.select(cfg, "task._target_")).train()
     name, recorded = OmegaConf.select(cfg, "model.name"), task.hparams.get("model")
     if name and recorded and str(name) != str(recorded):
-        log.warning("resuming %s: it trained %s, so that is what continues (not model=%s)", ckpt, recorded, name)
+        log.warning("resuming %s: it trained %s, so that is what continues (not model=%s)", ckpt.path, recorded, name)
     return task
 
 
 def log_stop_reason(trainer: pl.Trainer) -> None:
-    """Say why training ended: early stopping (epoch, metric) or the epoch/step budget."""
+    """Say why training ended: the task's own reason, early stopping (epoch, metric) or the epoch/step budget."""
     stopper = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
-    if stopper is not None and stopper.stopped_epoch > 0:
+    reason = getattr(trainer.lightning_module, "stop_reason", None)
+    if reason:
+        log.info("training stopped after %d epochs (%d steps): %s", trainer.current_epoch, trainer.global_step, reason)
+    elif stopper is not None and stopper.stopped_epoch > 0:
         log.info(
             "training stopped early at epoch %d: %s did not improve for %d epochs (best %.4g)",
             stopper.stopped_epoch,

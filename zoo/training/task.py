@@ -54,6 +54,12 @@ def _build(spec: Any, *args: Any) -> Any:
 class BaseTask(pl.LightningModule):
     weights_decide_architecture = False  # True: build what `weights` record, not `model`
     task_set_kwargs: tuple[str, ...] = ("num_classes", "global_pool")  # the task sets these, whatever the weights say
+    stop_reason: str | None = None  # set by a task that ends training itself (`stop_training`), logged at the end
+
+    def stop_training(self, reason: str) -> None:
+        """End training after this epoch, for a reason of the task's own (a schedule, a fitted baseline)."""
+        self.stop_reason = reason
+        self.trainer.should_stop = True
 
     def __init__(
         self,

@@ -6,7 +6,10 @@ Rows (dicts, record id first) are appended to `<output>.partial` batch by
 batch, so memory stays flat on large inputs; the file is renamed to its final
 name only when prediction completes. A killed run leaves only `.partial`.
 
-`ResumableCSVLogger`: Lightning's CSV logger, continued (not restarted) by a resumed run.
+`ResumableCSVLogger`: Lightning's CSV logger, continued (not restarted) by a resumed run. Lightning
+writes `metrics.csv` after every logging call, so a run killed after its last checkpoint has rows
+the resumed run will log again: `continue_before(step)` drops the rows of steps at or after the
+checkpoint's global step (a validation row carries the step before it) before appending.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from zoo.io import atomic_path
 
 
 class StreamingCSVWriter(BasePredictionWriter):
@@ -60,19 +65,40 @@ class StreamingCSVWriter(BasePredictionWriter):
 class _AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer, except that an existing `metrics.csv` is continued, not deleted."""
 
+    def __init__(self, log_dir: str, keep_before: int | None = None):
+        self.keep_before = keep_before
+        super().__init__(log_dir=log_dir)
+
     def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):  # a resumed run: keep its rows and their columns
-            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
-                self.metrics_keys = sorted(next(csv.reader(handle), []))
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as handle:  # a resumed run: keep its rows
+            reader = csv.DictReader(handle)
+            self.metrics_keys = sorted(reader.fieldnames or [])
+            rows = list(reader)
+        if self.keep_before is None:
+            return
+        kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < self.keep_before]
+        if len(kept) < len(rows):  # rows the killed process logged after its checkpoint: logged again now
+            with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=reader.fieldnames or [])
+                writer.writeheader()
+                writer.writerows(kept)
 
 
 class ResumableCSVLogger(CSVLogger):
     """CSV metrics that a resumed run appends to, so a run killed and resumed keeps one metrics log."""
+
+    keep_before: int | None = None
+
+    def continue_before(self, step: int) -> None:
+        """Resume the log at a checkpoint of this global step: rows of later steps go (call before fit)."""
+        self.keep_before = int(step)
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir, keep_before=self.keep_before)
         return self._experiment
