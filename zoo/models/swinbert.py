@@ -32,6 +32,10 @@ Differences from the official code:
 - Decoding never emits [PAD], [CLS] or [MASK]; beam search finalises a hypothesis when it picks [SEP] among
   the top `num_beams` candidates and stops when `num_beams` are final (fairseq's rule), so beam size 1 is
   exactly greedy decoding; the official beam search (with spare candidates) is not.
+- BERT's init std (`initializer_range`) defaults to 0.02 * sqrt(768 / hidden_size) below BERT-base's width (0.02
+  from 768 up): at a fixed 0.02 a 64-wide model never learned to read the video tokens (`bert_initializer_range`).
+- `video_position_embedding=True` (off by default, as the official code has none) adds a learned position to each
+  video token; the CPU-size digits config uses it (docs/video.md).
 - Frames come in as (B, T, 3, H, W) (or grey (B, T, 1, H, W)) floats in [0, 1] and are normalised with the
   Kinetics mean/std of torchvision's weights inside the model (`normalize_input=False` to skip).
 """
@@ -65,6 +69,23 @@ SWIN3D_T = dict(
 SWIN3D_S = {**SWIN3D_T, "depths": (2, 2, 18, 2)}
 #: BERT-base, the paper's multimodal transformer.
 BERT_BASE = dict(hidden_size=768, num_layers=12, num_attention_heads=12, intermediate_size=3072)
+
+
+def bert_initializer_range(hidden_size: int, initializer_range: float | None = None) -> float:
+    """BERT's `initializer_range`: 0.02 at BERT-base's width 768, scaled by sqrt(768 / hidden_size) below it.
+
+    Why scaled: an attention branch's output is (W_v x) W_o, so at N(0, s) weights its size relative to the residual
+    is about hidden * s**2 (0.3 for BERT-base at 0.02). At width 64 the same 0.02 gives 0.026: the caption tokens'
+    attention to the video tokens starts ~12x weaker than in BERT and a small model learns the caption template
+    from the words alone and never reads the video (measured: a 64-wide model fed the digit as a one-hot video
+    token still guessed it at chance after 300 steps; at the scaled 0.069 it names it every time).
+    An explicit `initializer_range` is used as given.
+    """
+    if initializer_range is not None:
+        if initializer_range <= 0:
+            raise ZooError(f"SwinBERT initializer_range={initializer_range} must be > 0")
+        return float(initializer_range)
+    return 0.02 * math.sqrt(BERT_BASE["hidden_size"] / hidden_size) if hidden_size < BERT_BASE["hidden_size"] else 0.02
 
 
 def video_token_grid(num_frames: int, img_size: tuple[int, int], patch_size, num_stages: int) -> tuple[int, int, int]:
@@ -190,8 +211,10 @@ class SwinBERT(SequenceBackbone):
         num_attention_heads: int = 12,
         intermediate_size: int = 3072,
         dropout: float = 0.1,
+        initializer_range: float | None = None,
         max_caption_len: int = 50,
         learned_mask: bool = True,
+        video_position_embedding: bool = False,
         sparsity_weight: float = 0.5,
         mask_bias: str = "log",
         num_classes: int | None = None,
@@ -226,6 +249,9 @@ class SwinBERT(SequenceBackbone):
 
         self.video_fc = nn.Linear(self.encoder.num_features, img_feature_dim)
         self.video_embedding = nn.Linear(img_feature_dim, hidden_size)
+        # Not in the official code (its video tokens carry no position): an option for small encoders whose tokens
+        # cannot tell where and when they are, which the captions' directions need (docs/video.md measures it).
+        self.video_position = nn.Embedding(self.num_video_tokens, hidden_size) if video_position_embedding else None
         self.word_embeddings = nn.Embedding(vocab_size, hidden_size, padding_idx=PAD_ID)
         self.position_embeddings = nn.Embedding(max_caption_len, hidden_size)
         self.embed_norm = nn.LayerNorm(hidden_size, eps=1e-12)
@@ -241,19 +267,20 @@ class SwinBERT(SequenceBackbone):
             nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size, eps=1e-12)
         )
         self.init_head(hidden_size, vocab_size if num_classes is None else num_classes, global_pool)
+        self.initializer_range = bert_initializer_range(hidden_size, initializer_range)
         self._init_text_weights()
         if encoder_weights:
             self.load_encoder_weights(encoder_weights)
 
     def _init_text_weights(self) -> None:
-        """BERT's initialisation (N(0, 0.02) weights, zero biases) for the multimodal transformer. The Swin
-        encoder keeps torchvision's, `video_fc` PyTorch's default (the official `fc` is outside the BERT model that
-        `init_weights` is applied to; at N(0, 0.02) the video tokens start ~30x smaller than the word embeddings)."""
+        """BERT's initialisation (N(0, initializer_range) weights, zero biases) for the multimodal transformer. The
+        Swin encoder keeps torchvision's, `video_fc` PyTorch's default (the official `fc` is outside the BERT model
+        that `init_weights` is applied to)."""
         for name, module in self.named_modules():
             if name.startswith(("encoder", "video_fc")):
                 continue
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
+                nn.init.normal_(module.weight, std=self.initializer_range)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
@@ -322,8 +349,10 @@ class SwinBERT(SequenceBackbone):
             x = (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
         enc = self.encoder
         grid = enc.norm(enc.features(enc.pos_drop(enc.patch_embed(x))))  # (B, T', H', W', C)
-        tokens = grid.flatten(1, 3)
-        return self.drop(self.video_embedding(self.video_fc(tokens)))
+        tokens = self.video_embedding(self.video_fc(grid.flatten(1, 3)))
+        if self.video_position is not None:
+            tokens = tokens + self.video_position.weight
+        return self.drop(tokens)
 
     def video_mask(self) -> torch.Tensor | None:
         """The learned (Nv, Nv) mask in [0, 1], diagonal 1 (a token always sees itself); None without one."""
