@@ -39,6 +39,7 @@ from domains.video.writers import side_by_side, write_gif, write_mp4, write_stri
 from zoo.errors import ZooError
 from zoo.models.video_base import VideoPredictor, next_frame_loss
 from zoo.training import BaseTask
+from zoo.training.gather import merge_across_ranks
 from zoo.training.writers import StreamingCSVWriter
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ class CaptionTask(BaseTask):
     def log_caption_scores(self, stage: str) -> None:
         from domains.video.caption_metrics import caption_scores, slot_accuracy
 
-        seen = self.decoded.pop(stage, {})
+        seen = merge_across_ranks(self.decoded.pop(stage, {}))  # DDP: score the union of every rank's clips
         if not seen:
             return
         scores = caption_scores(
