@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def test_train_predict_export_load(tmp_path):
     assert "reads 16x16 frames with 1 channel(s)" in one_line_error(wrong)
 
 
-def test_captioning_train_predict_export(tmp_path):
+def test_captioning_train_predict_export_and_finetune_on_new_words(tmp_path, caplog):
     """experiment=captioning: SwinBERT on moving digits, train -> predict (CSV + MSR-VTT JSON) -> export -> load."""
     tiny = [
         "experiment=captioning",
@@ -212,6 +213,18 @@ def test_captioning_train_predict_export(tmp_path):
     frames = torch.rand(2, 4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert model.generate(frames) == task.backbone.generate(frames)
     assert open_weights(exported["model_dir"]).data_contract["vocab"] == task.tokenizer.words
+
+    # fine-tuning on the user's captions with words the model never saw: its vocabulary stays, they read as [UNK]
+    captions = tmp_path / "captions.csv"
+    captions.write_text("video,caption\nclip_a,the digit 3 moves up past a red ball\n")
+    videos = Path(__file__).parent / "bad_inputs" / "video" / "caption_videos"
+    overrides = ("mode=finetune", f"weights={ckpt}", f"data.path={videos}", f"data.captions={captions}")
+    with caplog.at_level(logging.WARNING, logger="domains.video"):
+        tuned = run(
+            config(tmp_path / "finetune", *overrides, "data.val_fraction=0", "data.test_fraction=0", base=tuple(tiny))
+        )
+    assert "4 words of these captions are not in it and are read as [UNK] (e.g. a, ball, past, red)" in caplog.text
+    assert restore_task(open_weights(tuned["best_checkpoint"])).tokenizer.words == task.tokenizer.words
 
 
 def test_trained_convs5_beats_copy_last_frame_on_unseen_digits():

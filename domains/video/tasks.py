@@ -37,6 +37,7 @@ from domains.video.data import pad_clips
 from domains.video.metrics import REPORT_STEPS, HorizonMetrics, copy_last_frame, frame_psnr, frame_ssim
 from domains.video.writers import side_by_side, write_gif, write_mp4, write_strip
 from zoo.errors import ZooError
+from zoo.factory import open_weights
 from zoo.models.video_base import VideoPredictor, next_frame_loss
 from zoo.training import BaseTask
 from zoo.training.gather import merge_across_ranks
@@ -263,6 +264,7 @@ class CaptionTask(BaseTask):
     ):
         from domains.video.captions import SPECIAL_TOKENS, CaptionTokenizer
 
+        vocab, kwargs = self.weights_vocabulary(vocab, kwargs)
         super().__init__(**kwargs)
         if not getattr(self.backbone, "captioner", False):
             raise ZooError(f"model {self.hparams.model!r} is not a captioner; use model=swinbert")
@@ -273,6 +275,28 @@ class CaptionTask(BaseTask):
                 "build the model from the data (leave model.kwargs.vocab_size unset)"
             )
         self.decoded: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def weights_vocabulary(vocab: list[str] | None, kwargs: dict[str, Any]) -> tuple[list[str] | None, dict]:
+        """Fine-tuning a captioner: its word embeddings are indexed by its own vocabulary, so that one is kept
+        (not the vocabulary the new captions would build) and words it lacks become [UNK], with a logged count."""
+        if not kwargs.get("weights"):
+            return vocab, kwargs
+        weights = open_weights(kwargs["weights"])  # read once: BaseTask takes the opened weights
+        recorded = weights.data_contract.get("vocab")
+        if not recorded or list(recorded) == list(vocab or []):
+            return vocab, {**kwargs, "weights": weights}
+        unknown = sorted(set(vocab or []) - set(recorded))
+        if unknown:
+            log.warning(
+                "fine-tuning in the weights' vocabulary of %d words: %d words of these captions are not in it and "
+                "are read as [UNK] (e.g. %s)",
+                len(recorded),
+                len(unknown),
+                ", ".join(unknown[:5]),
+            )
+        model_kwargs = {**dict(kwargs.get("model_kwargs") or {}), "vocab_size": len(recorded)}
+        return list(recorded), {**kwargs, "weights": weights, "model_kwargs": model_kwargs}
 
     def data_contract(self) -> dict[str, Any]:
         return {
