@@ -61,6 +61,24 @@ def row(label: str, steps: int, wall: float, cpu: float) -> str:
     return f"| {label} | {steps / wall:,.0f} | {steps / max(cpu, 1e-9):,.0f} |"
 
 
+def core_timings(core: str, envs: int, steps: int, device: str, repeats: int) -> dict[str, float]:
+    """One policy core on popgym/RepeatPrevious: parameters (core + heads), a PPO iteration's wall and CPU
+    seconds (rollout + update) and a rollout's wall seconds."""
+    torch.manual_seed(0)
+    env, agent = build("popgym/RepeatPrevious", core, envs, device)
+    parameters = [*agent.backbone.parameters(), *agent.heads.parameters()]
+    collector = RolloutCollector(env, agent, seed=0)  # eager: the S5 state is complex, which inductor skips
+    optimizer = torch.optim.Adam(parameters, lr=2.5e-4, eps=1e-5)
+    wall, cpu = timed(lambda: ppo_update(agent, collector.collect(steps), optimizer, PPOConfig()), repeats)
+    rollout_wall, _ = timed(lambda: collector.collect(steps), repeats)
+    return {
+        "params": sum(p.numel() for p in parameters),
+        "iteration_wall": wall,
+        "iteration_cpu": cpu,
+        "rollout_wall": rollout_wall,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", type=int, nargs="+", default=[256, 1024])
@@ -126,17 +144,10 @@ def main() -> None:
         )
         print("|---|---|---|---|---|")
         for core in CORES:
-            env, agent = build("popgym/RepeatPrevious", core, n, args.device)
-            params = sum(p.numel() for m in (agent.backbone, agent.heads) for p in m.parameters())
-            collector = RolloutCollector(env, agent, seed=0)  # eager: the S5 state is complex, which inductor skips
-            optimizer = torch.optim.Adam([*agent.backbone.parameters(), *agent.heads.parameters()], lr=2.5e-4, eps=1e-5)
-            wall, cpu = timed(
-                lambda: ppo_update(agent, collector.collect(args.steps), optimizer, PPOConfig()), args.repeats
-            )
-            roll_wall, _ = timed(lambda: collector.collect(args.steps), args.repeats)
+            t = core_timings(core, n, args.steps, args.device, args.repeats)
             print(
-                f"| {core} | {params:,} | {n * args.steps / wall:,.0f} | {n * args.steps / cpu:,.0f} | "
-                f"{n * args.steps / roll_wall:,.0f} |"
+                f"| {core} | {t['params']:,} | {n * args.steps / t['iteration_wall']:,.0f} | "
+                f"{n * args.steps / t['iteration_cpu']:,.0f} | {n * args.steps / t['rollout_wall']:,.0f} |"
             )
 
 
