@@ -260,6 +260,13 @@ class Artefacts:
         locked.chmod(0)
         return locked
 
+    def make_unreadable_fasta(self) -> Path:
+        if not self.server.mode_000_denies_reads:
+            pytest.skip("this process reads mode-000 files (root without setpriv): nothing to test")
+        (locked := self.root / "unreadable.fa").write_text(">a label=0\nACGT\n>b label=1\nTTGA\n")
+        locked.chmod(0)
+        return locked
+
     def _weights_folder(self, name: str) -> Path:
         import torch
 

@@ -83,7 +83,11 @@ def sniff_format(path: Path) -> str:
                     raise DataError(
                         f"{path}:1: neither FASTA ('>') nor FASTQ ('@'): starts with {line[:20]!r}; give a .fa/.fq file"
                     )
+    except PermissionError:
+        raise DataError(f"{path}: cannot be read (permission denied); fix its permissions (chmod u+r)") from None
     except (EOFError, OSError, zlib.error) as err:
+        if compression(path) == "none":  # not a gzip problem: say what the system said
+            raise DataError(f"{path}: cannot be read ({err})") from None
         raise DataError(
             f"{path}: unreadable gzip ({err}); the file is truncated or corrupt, re-download or re-compress it"
         ) from None
