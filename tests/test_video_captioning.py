@@ -1,8 +1,11 @@
 """SwinBERT captioning fixes (issue 22): a small multimodal transformer must learn to read the video tokens (BERT's
-0.02 init scaled with the width), the task decodes captions as long as the model was trained on, and video tokens
-carry a position only with `video_position_embedding`."""
+0.02 init scaled with the width), the task decodes captions as long as the model was trained on, video tokens
+carry a position only with `video_position_embedding`, and the learned mask starts as `mask_init` says (a constant:
+uniform, no random reweighting; the captioning experiment's 0.0) with the sparsity gradient computed by hand."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -106,3 +109,78 @@ def test_video_tokens_carry_a_position_only_with_the_option():
                 plain = model.video_tokens(frames)
                 assert (tokens - plain).abs().amax() > 1e-3  # the position is added to each token
     assert sum(p.numel() for p in model.video_position.parameters()) == model.num_video_tokens * 32
+
+
+def test_mask_init_normal_is_the_official_draw_and_a_constant_starts_uniform():
+    """`mask_init="normal"` (default): N(0, 1) logits, the official `learn_vid_att`. A number c: every logit is c, so
+    the mask starts uniform at sigmoid(c) (diagonal 1), and no random number is drawn: the rest of the model initialises
+    exactly as without the mask at the same seed."""
+    torch.manual_seed(3)
+    normal = create_model("test_swinbert")
+    logits = normal.video_mask_logits.detach()
+    assert abs(logits.mean().item()) < 0.1 and logits.std().item() == pytest.approx(1.0, abs=0.1)
+    torch.manual_seed(3)
+    uniform = create_model("test_swinbert", mask_init=0.0)
+    torch.manual_seed(3)
+    plain = create_model("test_swinbert", learned_mask=False)
+    assert uniform.video_mask_logits.eq(0.0).all()
+    mask = uniform.video_mask()
+    assert mask.diagonal().eq(1.0).all() and mask.fill_diagonal_(0.5).eq(0.5).all()
+    rest = {k: v for k, v in uniform.state_dict().items() if k != "video_mask_logits"}
+    assert rest.keys() == plain.state_dict().keys()
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in rest.items())
+    for bad in ("uniform", float("nan"), True):
+        with pytest.raises(ZooError, match="mask_init"):
+            create_model("test_swinbert", mask_init=bad)
+
+
+def test_a_dense_constant_mask_starts_as_full_attention_and_a_uniform_one_only_favours_each_token_itself():
+    """With `mask_bias="log"` a mask of constant c adds log sigmoid(c) to every off-diagonal score: at c = 30 that is
+    -1e-13, i.e. the model without the mask; at c = 0 it is log 1/2, i.e. full attention where each video token
+    weighs itself twice as much as any other (the same for every pair: no random reweighting)."""
+    frames = torch.rand(2, 4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    models = {}
+    for name, kw in {
+        "dense": dict(mask_init=30.0),
+        "uniform": dict(mask_init=0.0),
+        "none": dict(learned_mask=False),
+    }.items():
+        torch.manual_seed(4)
+        models[name] = create_model("test_swinbert", **kw).eval()
+    with torch.no_grad():
+        states = {name: model.encode_video(frames).states for name, model in models.items()}
+        torch.testing.assert_close(states["dense"], states["none"], rtol=1e-6, atol=1e-6)
+        # the uniform mask == full attention with a hand-made bias of log 2 on the diagonal (softmax is shift-invariant)
+        self_boost = torch.eye(models["none"].num_video_tokens) * math.log(2.0)
+        tokens = models["none"].video_tokens(frames)
+        for layer in models["none"].layers:
+            tokens, _ = layer.forward_video(tokens, self_boost[None, None])
+    torch.testing.assert_close(states["uniform"], tokens, rtol=1e-5, atol=1e-5)
+    assert (states["uniform"] - states["none"]).abs().amax() > 1e-3
+
+
+def test_sparsity_gradient_on_a_uniform_mask_is_the_hand_computed_one():
+    """d/dz_ij of lambda * mean_ij(off-diagonal sigmoid(z)) = lambda * sigmoid(c)(1 - sigmoid(c)) / Nv^2 off the
+    diagonal and 0 on it; at c = 0 and lambda = 0.5 with Nv = 32 that is 0.5 * 0.25 / 1024 for every pair."""
+    model = create_model("test_swinbert", mask_init=0.0, sparsity_weight=0.5)
+    loss = model.sparsity_loss()
+    assert loss.item() == pytest.approx(0.5 * 0.5 * (32 * 31) / (32 * 32), rel=1e-6)
+    loss.backward()
+    grad = model.video_mask_logits.grad
+    assert grad.diagonal().eq(0.0).all()
+    expected = torch.full((32, 32), 0.5 * 0.25 / 1024).fill_diagonal_(0.0)
+    torch.testing.assert_close(grad, expected, rtol=1e-6, atol=0.0)
+
+
+def test_the_captioning_experiment_starts_the_mask_uniform_and_keeps_the_official_loss_weight():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("domains.video.configs", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=captioning"])
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    assert model.mask_bias == "log" and model.video_mask_logits.eq(0.0).all()  # uniform at sigmoid(0) = 0.5
+    assert model.sparsity_weight == 0.5  # the official --loss_sparse_w of the MSR-VTT recipe
+    with initialize_config_module("domains.video.configs", version_base="1.3"):
+        ablation = compose("train", overrides=["experiment=captioning", "model.kwargs.learned_mask=false"])
+    model = create_model(ablation.model.name, **ablation.model.kwargs)
+    assert model.video_mask_logits is None and model.sparsity_loss().item() == 0.0

@@ -26,6 +26,10 @@ Differences from the official code:
   The official code feeds the soft mask to BERT's `(1 - mask) * -10000` bias: a mask value of 0.5 becomes
   -5000, i.e. no attention and no gradient, so in practice only the sparsity term moves it.
   `mask_bias="official"` reproduces that.
+- `mask_init`: "normal" (default) draws the mask logits from N(0, 1), the official init (`learn_vid_att` is an
+  `nn.Embedding` at PyTorch's default). Under the official bias that draw is invisible (every pair below ~1 - 1e-3 is
+  blocked); under the log bias it is a fixed random reweighting of the video attention, so `mask_init=<c>` starts the
+  mask uniform at sigmoid(c) instead (the CPU digits config uses 0: the official draw's mean; docs/video.md).
 - No token-type embeddings (captions are one segment); the MLM head's transform (dense, GELU, LayerNorm) is
   the last stage of `forward_features` and the vocabulary projection is the zoo classifier `head`
   (`num_classes` defaults to `vocab_size`; untied, as the official `tie_weights=False`).
@@ -86,6 +90,22 @@ def bert_initializer_range(hidden_size: int, initializer_range: float | None = N
             raise ZooError(f"SwinBERT initializer_range={initializer_range} must be > 0")
         return float(initializer_range)
     return 0.02 * math.sqrt(BERT_BASE["hidden_size"] / hidden_size) if hidden_size < BERT_BASE["hidden_size"] else 0.02
+
+
+def initial_mask_logits(num_video_tokens: int, mask_init: float | str = "normal") -> torch.Tensor:
+    """The learned mask's (Nv, Nv) logits at init: "normal" draws N(0, 1) (the official `learn_vid_att`, an
+    `nn.Embedding` left at PyTorch's default init); a number c fills them with c, so the mask starts uniform at
+    sigmoid(c) and every video token weighs every other one alike (c = 0: the mean of the official draw, 0.5).
+
+    Why a constant matters with `mask_bias="log"`: the N(0, 1) draw adds log sigmoid(z) to the attention scores, a
+    fixed random reweighting of the video tokens (factors ~0.2 to ~0.8) shared by every head and layer that the
+    model can only undo by moving each logit by about its own size. With the official -10000 bias the draw does not
+    matter (any value below ~1 - 1e-3 blocks the pair), so the paper's results do not depend on it.
+    A constant draws no random numbers, so the rest of the model initialises as without the mask (same seed).
+    """
+    if mask_init == "normal":
+        return torch.randn(num_video_tokens, num_video_tokens)
+    return torch.full((num_video_tokens, num_video_tokens), float(mask_init))
 
 
 def video_token_grid(num_frames: int, img_size: tuple[int, int], patch_size, num_stages: int) -> tuple[int, int, int]:
@@ -217,12 +237,16 @@ class SwinBERT(SequenceBackbone):
         video_position_embedding: bool = False,
         sparsity_weight: float = 0.5,
         mask_bias: str = "log",
+        mask_init: float | str = "normal",
         num_classes: int | None = None,
         global_pool: str = "",
     ):
         super().__init__()
         if mask_bias not in ("log", "official"):
             raise ZooError(f"SwinBERT mask_bias={mask_bias!r}; choose log or official")
+        number = isinstance(mask_init, (int, float)) and not isinstance(mask_init, bool)
+        if mask_init != "normal" and not (number and math.isfinite(mask_init)):
+            raise ZooError(f"SwinBERT mask_init={mask_init!r}; choose normal (official N(0, 1)) or a number (constant)")
         if vocab_size <= FIRST_WORD_ID:
             raise ZooError(f"SwinBERT vocab_size={vocab_size} leaves no words after the {FIRST_WORD_ID} special tokens")
         self.vocab_size, self.max_caption_len = vocab_size, max_caption_len
@@ -259,9 +283,10 @@ class SwinBERT(SequenceBackbone):
         self.layers = nn.ModuleList(
             MultimodalLayer(hidden_size, num_attention_heads, intermediate_size, dropout) for _ in range(num_layers)
         )
-        # Official `learn_vid_att`: an Embedding(Nv*Nv, 1), default N(0, 1) initialisation.
-        nv = self.num_video_tokens
-        self.video_mask_logits = nn.Parameter(torch.randn(nv, nv)) if learned_mask else None
+        self.mask_init = mask_init
+        self.video_mask_logits = (
+            nn.Parameter(initial_mask_logits(self.num_video_tokens, mask_init)) if learned_mask else None
+        )
         # BERT's MLM prediction transform; the vocabulary projection is `head`.
         self.mlm_transform = nn.Sequential(
             nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size, eps=1e-12)
