@@ -117,9 +117,9 @@ def test_zero_shot_ranks_held_out_items_better_than_random(tmp_path):
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("test")
     datamodule.accept_contract(task.data_contract())
-    cases = datamodule.test_set.records
+    cases = datamodule.test_set.items
     assert task.held_out == datamodule.held_out and all(t in set(task.held_out) for _, t in cases)
-    assert not {i for s in datamodule.train_set.records for i in s} & set(task.held_out)  # never trained on
+    assert not {i for s in datamodule.train_set.items for i in s} & set(task.held_out)  # never trained on
     with torch.no_grad():
         ranks = target_ranks(task.score_histories([h for h, _ in cases]), torch.tensor([t for _, t in cases]))
     items = len(task.catalogue)
@@ -140,13 +140,13 @@ def test_sasrec_and_baselines_report_the_three_metrics(tmp_path):
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     reference = evaluate(
-        popularity_baseline(datamodule.train_set.records, len(datamodule.catalogue)), datamodule.test_set.records
+        popularity_baseline(datamodule.train_set.items, len(datamodule.catalogue)), datamodule.test_set.items
     )
     for name, value in reference.items():
         assert popularity["metrics"][f"test/{name}"] == pytest.approx(value, abs=1e-6)
     # the fitted counts are in the checkpoint: predictions from it rank by popularity
     rows = load_pipeline(popularity["best_checkpoint"]).predict("Toy Story (1995)", topk=3)
-    counts = popularity_baseline(datamodule.train_set.records, len(datamodule.catalogue))([[0]])[0]
+    counts = popularity_baseline(datamodule.train_set.items, len(datamodule.catalogue))([[0]])[0]
     assert [r["score"] for r in rows] == sorted((float(c) for c in counts[1:]), reverse=True)[:3]
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from domains.recsys.movielens import (
     Catalogue,
@@ -42,6 +41,7 @@ from domains.recsys.sentences import SentenceConfig
 from domains.recsys.tokenizer import ItemTokenizer
 from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
+from zoo.training.data import ListDataset
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +139,6 @@ def _checked_sentences(sentences: Mapping[str, Any] | None) -> SentenceConfig:
     return config
 
 
-class SequenceDataset(Dataset):
-    def __init__(self, records: Sequence[Any]):
-        self.records = list(records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.records[i]
-
-
 def collate(records: list[Any]) -> dict[str, Any]:
     """Training sequences -> {"sequences"}; (history, target) cases -> {"histories", "targets"}."""
     if isinstance(records[0], tuple):
@@ -242,8 +231,8 @@ class RecDataModule(BaseDataModule):
                 "leave-one-out needs users with 3 or more interactions"
             )
         self.train_items = sorted({i for s in train for i in s})
-        self.train_set, self.val_set = SequenceDataset(train), SequenceDataset(valid)
-        self.test_set = SequenceDataset(test)
+        self.train_set, self.val_set = ListDataset(train), ListDataset(valid)
+        self.test_set = ListDataset(test)
         log.info(
             "%s: %d users, %d items; %d training sequences, %d validation and %d test cases%s",
             self.source,

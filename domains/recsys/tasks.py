@@ -56,7 +56,7 @@ from zoo.io import write_csv_atomic
 from zoo.models.recformer import TwoStageFinetuning
 from zoo.models.sasrec import pad_histories, training_pairs
 from zoo.training import BaseTask, load_for_inference, run_folder, write_run_record
-from zoo.training.runner import build_trainer, export_task
+from zoo.training.runner import export_and_record, test_and_record
 from zoo.training.validation import Rule, check_value
 
 log = logging.getLogger(__name__)
@@ -566,13 +566,7 @@ def eval_command(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("test")
     task, _ = load_for_inference(cfg, datamodule)
     datamodule.accept_contract(task.data_contract())
-    trainer = build_trainer(cfg)
-    trainer.test(task, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}
-    out = run_folder(cfg)
-    result = {"mode": "eval", "model": model_label(task), "output_dir": str(out), "metrics": metrics}
-    write_run_record(out, cfg, result)
-    return result
+    return test_and_record(cfg, task, datamodule, model_label(task))
 
 
 def export_command(cfg: DictConfig) -> dict[str, Any]:
@@ -583,8 +577,4 @@ def export_command(cfg: DictConfig) -> dict[str, Any]:
             f"the {task.hparams.method} baseline has no backbone to export; use its .ckpt "
             "(`zoo recsys predict ckpt_path=...`, zoo.load_pipeline(<.ckpt>))"
         )
-    out = run_folder(cfg)
-    target = export_task(task, Path(cfg.get("output") or out / "model"), cfg.get("command"))
-    result = {"mode": "export", "model": model_label(task), "output_dir": str(out), "model_dir": str(target)}
-    write_run_record(out, cfg, result)
-    return result
+    return export_and_record(cfg, task, model_label(task))

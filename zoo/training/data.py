@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class ListDataset(Dataset):
+    """Examples already in memory (records, windows, histories), indexed as a map-style dataset."""
+
+    def __init__(self, items: Sequence[Any]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.items[i]
 
 
 class BaseDataModule(pl.LightningDataModule):

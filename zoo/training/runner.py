@@ -236,6 +236,26 @@ def resumed_task(cfg: DictConfig, ckpt: Weights) -> pl.LightningModule:
     return task
 
 
+def test_and_record(cfg: DictConfig, task: pl.LightningModule, datamodule: Any, label: str | None) -> dict[str, Any]:
+    """A domain's own `eval` verb, once it has its task and data: test, then the run folder's record."""
+    trainer = build_trainer(cfg)
+    trainer.test(task, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}
+    out = run_folder(cfg)
+    result = {"mode": "eval", "model": label, "output_dir": str(out), "metrics": metrics}
+    write_run_record(out, cfg, result)
+    return result
+
+
+def export_and_record(cfg: DictConfig, task: pl.LightningModule, label: str | None) -> dict[str, Any]:
+    """A domain's own `export` verb: the hub folder (`output`, or the run folder's `model/`), then the record."""
+    out = run_folder(cfg)
+    target = export_task(task, Path(cfg.get("output") or out / "model"), cfg.get("command"))
+    result = {"mode": "export", "model": label, "output_dir": str(out), "model_dir": str(target)}
+    write_run_record(out, cfg, result)
+    return result
+
+
 def log_stop_reason(trainer: pl.Trainer) -> None:
     """Say why training ended: the task's own reason, early stopping (epoch, metric) or the epoch/step budget."""
     stopper = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
