@@ -9,9 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from hydra.utils import instantiate
 from domains.code import SNIPPET
 from domains.code.complete import Completer
 from domains.code.metrics import mrr_at
-from tests.zoo_cli import REPO, one_line_error, zoo
+from tests.zoo_cli import one_line_error, zoo
 from zoo import ZooError, load_pipeline
 from zoo.training import run
 
@@ -62,13 +59,6 @@ def config(name: str, run_dir: Path, *overrides: str):
         )
 
 
-def zoo_stdin(*args: str, runs: Path, source: str) -> subprocess.CompletedProcess:
-    """`zoo *args` with `source` on stdin (as `cat x.py | zoo code predict ...`), like tests.zoo_cli.zoo."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ZOO_RUNS_DIR": str(runs)}
-    command = [sys.executable, "-m", "cli.main", *args]
-    return subprocess.run(command, input=source, capture_output=True, text=True, env=env, cwd=runs.parent, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny multitask CodeFill trained by the CLI on 16 stdlib files (3 epochs); its runs folder."""
@@ -101,7 +91,7 @@ def test_predict_json_from_file_and_stdin_equals_checkpoint_export_and_completer
     assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
 
     source = SNIPPET.read_text()
-    piped = zoo_stdin("code", "predict", "mode=statement", "topk=3", *CURSOR, "threads=1", runs=trained, source=source)
+    piped = zoo("code", "predict", "mode=statement", "topk=3", *CURSOR, "threads=1", runs=trained, stdin=source)
     assert piped.returncode == 0, piped.stderr[-3000:]
     statements = json.loads(piped.stdout)
     assert 1 <= len(statements) <= 3 and all(s["label"] for s in statements)

@@ -15,12 +15,16 @@ from pathlib import Path
 REPO = Path(__file__).parent.parent
 
 
-def zoo(*args: str, runs: Path, root: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`zoo *args` with ZOO_RUNS_DIR=runs; `root` (a folder holding extra `domains/`) goes first on the path."""
+def zoo(
+    *args: str, runs: Path, root: Path | None = None, timeout: int = 600, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    """`zoo *args` with ZOO_RUNS_DIR=runs; `root` (a folder holding extra `domains/`) goes first on the path;
+    `stdin`: text piped in (as `cat x.py | zoo code predict ...`)."""
     path = [str(root)] if root is not None else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(REPO)]), "ZOO_RUNS_DIR": str(runs)}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,

@@ -45,6 +45,7 @@ class Weights:
     task_state: the task's other tensors (heads, prompts), keys relative to the task.
     data_contract: what the model's inputs must look like (a tokenizer, channels, an env).
     files: the other files saved beside the weights (name -> path), e.g. tokenizer.json.
+    global_step: a training checkpoint's optimizer steps (None for other sources); a resume continues there.
     """
 
     source: str
@@ -55,6 +56,7 @@ class Weights:
     task_state: dict[str, torch.Tensor] = field(default_factory=dict)
     data_contract: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    global_step: int | None = None
 
     def text(self, name: str) -> str | None:
         return self.files[name].read_text() if name in self.files else None
@@ -97,7 +99,7 @@ def _from_checkpoint(source: str, path: Path) -> Weights:
     task = {"target": zoo_meta["task"], "hparams": hp, "data": zoo_meta.get("data")} if "task" in zoo_meta else None
     rest = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
     contract = dict(zoo_meta.get("data_contract") or {})
-    return Weights(source, path, backbone, arch, task, rest, contract)
+    return Weights(source, path, backbone, arch, task, rest, contract, global_step=ckpt.get("global_step"))
 
 
 def _from_zoo_folder(source: str, path: Path, config: dict[str, Any]) -> Weights:

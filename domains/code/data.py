@@ -45,7 +45,7 @@ from domains.code.complete import StatementExample, statement_examples
 from domains.code.streams import TYPES
 from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
-from zoo.training.data import ListDataset
+from zoo.training.data import ListDataset, TextContract
 from zoo.training.validation import Rule, check_value
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ EMBEDDED = "the Python standard library"
 
 
 @dataclass
-class CodeContract:
+class CodeContract(TextContract):
     """What a code model's inputs must look like: its value tokenizer and its window length in pieces."""
 
     tokenizer: ValueTokenizer
@@ -66,23 +66,12 @@ class CodeContract:
     def to_dict(self) -> dict[str, Any]:
         return {"tokenizer": json.loads(self.tokenizer.to_str()), "context": int(self.context)}
 
-    def to_text(self) -> str:
-        """JSON without `$` (an interpolation to OmegaConf, which stores task hyper-parameters)."""
-        return json.dumps(self.to_dict(), ensure_ascii=True).replace("$", "\\u0024")
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "the data contract") -> CodeContract:
         if not isinstance(data, dict) or "tokenizer" not in data:
             raise ZooError(f"{where} is not a code contract (tokenizer, context); was it saved by a code task?")
         tokenizer = ValueTokenizer.from_str(json.dumps(data["tokenizer"]))
         return cls(tokenizer, int(data.get("context") or 256))
-
-    @classmethod
-    def from_text(cls, text: str, where: str = "the task's contract") -> CodeContract:
-        try:
-            return cls.from_dict(json.loads(text), where)
-        except json.JSONDecodeError as err:
-            raise ZooError(f"{where} is not JSON ({err.msg})") from None
 
     def same_tokenizer(self, other: ValueTokenizer) -> bool:
         return _canonical(self.tokenizer) == _canonical(other)

@@ -56,7 +56,12 @@ from zoo.factory import Weights, open_weights
 from zoo.io import write_text_atomic
 from zoo.models.codefill import CodeFill, beam_search
 from zoo.training import BaseTask, run_folder, write_run_record
-from zoo.training.loading import open_for_inference, recorded_data_config, task_for_inference
+from zoo.training.loading import (
+    default_to_newest_run,
+    open_for_inference,
+    recorded_data_config,
+    task_for_inference,
+)
 from zoo.training.runner import export_and_record, test_and_record, user_data_overrides
 from zoo.training.validation import Rule, check_value
 
@@ -476,17 +481,9 @@ class NgramTask(CompletionTask):
 # ----------------------------------------------------------------------------- verbs
 
 
-def with_default_source(cfg: DictConfig) -> DictConfig:
-    """Neither `ckpt_path` nor `weights` given: the newest training run of this domain (`ckpt_path=last`)."""
-    if cfg.get("ckpt_path") in (None, "") and not cfg.get("weights"):
-        log.info("no ckpt_path or weights given: using the newest code training run (ckpt_path=last)")
-        cfg.ckpt_path = "last"
-    return cfg
-
-
 def open_code_model(cfg: DictConfig) -> Weights:
     """The trained model `ckpt_path` / `weights` (or the newest run) names, refused unless a code task made it."""
-    weights = open_for_inference(with_default_source(cfg))
+    weights = open_for_inference(default_to_newest_run(cfg))
     target = str((weights.task or {}).get("target") or "")
     if not target.startswith("domains.code."):
         if not target:

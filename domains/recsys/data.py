@@ -41,7 +41,7 @@ from domains.recsys.sentences import SentenceConfig
 from domains.recsys.tokenizer import ItemTokenizer
 from zoo.errors import DataError, ZooError
 from zoo.training import BaseDataModule
-from zoo.training.data import ListDataset
+from zoo.training.data import ListDataset, TextContract
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def catalogue_from_records(records: Sequence[Mapping[str, str]], source: str = "
 
 
 @dataclass
-class RecContract:
+class RecContract(TextContract):
     """The catalogue a model ranks (item table row i = item i), its tokenizer (None: never built, e.g. a model
     that needs no text) and the sentence limits."""
 
@@ -86,18 +86,6 @@ class RecContract:
         tokenizer = data.get("tokenizer")
         tokenizer = ItemTokenizer.from_json(json.dumps(tokenizer), where) if tokenizer else None
         return cls(catalogue, sentences, tokenizer)
-
-    def to_text(self) -> str:
-        """JSON without a `$`, so it passes through Hydra/OmegaConf (task kwargs, hyper-parameters) verbatim:
-        item text like `${x}` would otherwise be read as an interpolation."""
-        return json.dumps(self.to_dict(), ensure_ascii=True).replace("$", "\\u0024")
-
-    @classmethod
-    def from_text(cls, text: str, where: str = "the task's contract") -> RecContract:
-        try:
-            return cls.from_dict(json.loads(text), where)
-        except json.JSONDecodeError as err:
-            raise ZooError(f"{where} is not JSON ({err.msg})") from None
 
 
 # ----------------------------------------------------------------------------- reading

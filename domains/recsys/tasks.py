@@ -56,6 +56,7 @@ from zoo.io import write_csv_atomic
 from zoo.models.recformer import TwoStageFinetuning
 from zoo.models.sasrec import pad_histories, training_pairs
 from zoo.training import BaseTask, load_for_inference, run_folder, write_run_record
+from zoo.training.loading import default_to_newest_run
 from zoo.training.runner import export_and_record, test_and_record
 from zoo.training.validation import Rule, check_value
 
@@ -505,14 +506,6 @@ class BaselineTask(RecTask):
 # ----------------------------------------------------------------------------- verbs
 
 
-def with_default_source(cfg: DictConfig) -> DictConfig:
-    """Neither `ckpt_path` nor `weights` given: the newest training run of this domain (`ckpt_path=last`)."""
-    if cfg.get("ckpt_path") in (None, "") and not cfg.get("weights"):
-        log.info("no ckpt_path or weights given: using the newest recsys training run (ckpt_path=last)")
-        cfg.ckpt_path = "last"
-    return cfg
-
-
 def model_label(task: pl.LightningModule) -> str | None:
     return task.hparams.get("model") or task.hparams.get("method")
 
@@ -520,7 +513,7 @@ def model_label(task: pl.LightningModule) -> str | None:
 def predict_command(cfg: DictConfig) -> dict[str, Any]:
     """`zoo recsys predict`: rows printed and written to predictions.csv (see configs/predict.yaml)."""
     check_value("topk", cfg.get("topk"), Rule("int", 1))
-    task, _ = load_for_inference(with_default_source(cfg))
+    task, _ = load_for_inference(default_to_newest_run(cfg))
     new = read_items(cfg["items"]) if cfg.get("items") else None  # cfg.items is DictConfig.items()
     history = cfg.get("history")
     if isinstance(history, ListConfig):
@@ -559,7 +552,7 @@ def print_rows(rows: list[dict[str, Any]], limit: int = 30) -> None:
 
 def eval_command(cfg: DictConfig) -> dict[str, Any]:
     """`zoo recsys eval`: the test metrics of a trained task on the configured data."""
-    cfg = with_default_source(cfg)
+    cfg = default_to_newest_run(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
@@ -571,7 +564,7 @@ def eval_command(cfg: DictConfig) -> dict[str, Any]:
 
 def export_command(cfg: DictConfig) -> dict[str, Any]:
     """`zoo recsys export`: a hub folder that `zoo.load_pipeline` restores with its tokenizer and catalogue."""
-    task, _ = load_for_inference(with_default_source(cfg))
+    task, _ = load_for_inference(default_to_newest_run(cfg))
     if isinstance(task, BaselineTask):
         raise ZooError(
             f"the {task.hparams.method} baseline has no backbone to export; use its .ckpt "

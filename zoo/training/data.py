@@ -1,12 +1,41 @@
-"""`BaseDataModule`: the dataloader plumbing every domain datamodule shares."""
+"""The data pieces every domain shares: `BaseDataModule` (dataloader plumbing), `ListDataset`, `TextContract`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from zoo.errors import ZooError
+
+
+class TextContract:
+    """A data contract (tokenizer, catalogue, limits) that travels as task hyper-parameter text.
+
+    Subclasses give `to_dict()` and `from_dict(data, where)`. The text is JSON without a `$`, so it
+    passes through Hydra/OmegaConf (task kwargs, hyper-parameters) verbatim: item text or a BPE
+    piece like `${x}` would otherwise be read as an interpolation.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "the data contract"):
+        raise NotImplementedError
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=True).replace("$", "\\u0024")
+
+    @classmethod
+    def from_text(cls, text: str, where: str = "the task's contract"):
+        try:
+            return cls.from_dict(json.loads(text), where)
+        except json.JSONDecodeError as err:
+            raise ZooError(f"{where} is not JSON ({err.msg})") from None
 
 
 class ListDataset(Dataset):

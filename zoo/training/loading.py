@@ -134,6 +134,15 @@ def open_checked(source: str | Weights, cfg: DictConfig) -> Weights:
     return check_domain(open_weights(source), cfg)
 
 
+def default_to_newest_run(cfg: DictConfig) -> DictConfig:
+    """`cfg` with `ckpt_path=last` (the newest training run of its domain) when neither `ckpt_path` nor
+    `weights` names a model: the default of the domains whose verbs need no argument (recsys, code)."""
+    if cfg.get("ckpt_path") in (None, "") and not cfg.get("weights"):
+        log.info("no ckpt_path or weights given: using the newest %s training run (ckpt_path=last)", cfg.domain)
+        cfg.ckpt_path = "last"
+    return cfg
+
+
 def open_for_inference(cfg: DictConfig) -> Weights:
     """The source that `ckpt_path` (`last` included) or else `weights` names, opened once.
 

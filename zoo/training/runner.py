@@ -191,11 +191,10 @@ def _run_locked(cfg: DictConfig, mode: str, out: Path) -> dict[str, Any]:
             trainer.save_checkpoint(best, weights_only=False)
             result["best_checkpoint"] = str(best)
         else:
-            if ckpt:  # the log continues at the checkpoint: rows a killed process wrote after it would repeat
-                step = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=True)["global_step"]
+            if resume is not None and resume.global_step is not None:  # rows logged after the checkpoint would repeat
                 for logger in trainer.loggers:
                     if isinstance(logger, ResumableCSVLogger):
-                        logger.continue_before(step)
+                        logger.continue_before(resume.global_step)
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
             fit_metrics = _scalars(trainer.callback_metrics)
             log_stop_reason(trainer)
