@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import queue
+import re
 import resource
 import statistics
 import time
@@ -250,14 +251,21 @@ def machine_description(threads: int | None) -> str:
     )
 
 
+def _marker_line(text: str, marker: str) -> int:
+    """Where `marker` stands alone on a line in `text` (-1 if nowhere): prose that quotes it is not a marker."""
+    found = re.search(rf"^{re.escape(marker)}[ \t]*$", text, flags=re.MULTILINE)
+    return found.start() if found else -1
+
+
 def replace_between_markers(text: str, body: str, start: str = RESULTS_START, end: str = RESULTS_END) -> str:
-    """`text` with what lies between the markers replaced by `body`; both markers appended if neither is there."""
-    i, j = text.find(start), text.find(end)
+    """`text` with what lies between the markers (each alone on its line) replaced by `body`; both appended if
+    neither is there."""
+    i, j = _marker_line(text, start), _marker_line(text, end)
     if i < 0 and j < 0:
         return f"{text.rstrip()}\n\n{start}\n{body.strip()}\n{end}\n".lstrip()
     if i < 0 or j < i:
         raise ZooError(
-            f"results markers out of order or one missing: need {start!r} before {end!r}; "
+            f"results markers out of order or one missing: need {start!r} before {end!r}, each on its own line; "
             "restore the pair or delete both"
         )
     return f"{text[: i + len(start)]}\n{body.strip()}\n{text[j:]}"

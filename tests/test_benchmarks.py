@@ -89,6 +89,8 @@ def test_markers_replacement_keeps_the_prose_around(tmp_path):
     assert harness.replace_between_markers("Prose.\n", "t") == f"Prose.\n\n{start}\nt\n{end}\n"
     with pytest.raises(ZooError, match="markers"):
         harness.replace_between_markers(f"{end}\n{start}\n", "t")
+    quoted = f"Run it: the table goes between the `{start}` / `{end}` markers.\n\n{start}\nold\n{end}\n"
+    assert harness.replace_between_markers(quoted, "new") == quoted.replace("\nold\n", "\nnew\n")
     path = tmp_path / "perf.md"
     harness.write_between_markers(path, "first")
     path.write_text("Intro.\n\n" + path.read_text() + "\nOutro.\n")

@@ -31,7 +31,7 @@ from zoo.errors import DataError, ZooError
 from zoo.factory import open_weights
 from zoo.hub import save_pretrained
 from zoo.training import run
-from zoo.training.loading import check_domain, recorded_domain
+from zoo.training.loading import check_domain, recorded_domain, require_domain
 from zoo.training.validation import check_config
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -75,6 +75,25 @@ def test_finetune_from_another_domains_model_is_refused_before_training(tmp_path
     with pytest.raises(ZooError, match=r"is a timeseries model .*use zoo timeseries finetune \(this is zoo toy\)"):
         run(config(run_dir, "mode=finetune", f"weights={folder}", "trainer.max_epochs=1"))
     assert not list(run_dir.rglob("*.ckpt"))
+
+
+def test_python_loaders_that_need_their_domains_task_refuse_others(tmp_path):
+    from domains.rl.hub import load_policy
+
+    folder = saved_task(tmp_path / "ts", "domains.timeseries.tasks.ForecastTask")
+    with pytest.raises(ZooError) as err:
+        load_policy(folder)
+    assert str(err.value) == (
+        f"{folder} holds a timeseries model (domains.timeseries.tasks.ForecastTask), not a rl model; "
+        "give a .ckpt of `zoo rl train` or a `zoo rl export` folder"
+    )
+    bare = open_weights(save_pretrained(create_model("test_transformer", num_classes=3), tmp_path / "bare"))
+    with pytest.raises(ZooError, match=r"holds a backbone only \(no task\), not a code model; give"):
+        require_domain(bare, "code", "give a .ckpt")
+    assert require_domain(bare, "rl", "", unrecorded_ok=True) is bare  # an old .ckpt: the caller's fallback
+    fixture = open_weights(saved_task(tmp_path / "fx", "tests.fixtures.toy.CountingTask"))
+    with pytest.raises(ZooError, match=r"holds a model of task tests\.fixtures\.toy\.CountingTask, not a rl"):
+        require_domain(fixture, "rl", "", unrecorded_ok=True)
 
 
 # ----------------------------------------------------------------------------- a data config that needs a path

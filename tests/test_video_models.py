@@ -164,3 +164,23 @@ def test_frame_predictor_save_load_identical(name, tmp_path):
     x = torch.rand(1, 4, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_paper_sizes_match_the_published_moving_mnist_configs():
+    """The ConvS5 paper's Moving-MNIST models (the authors' published hyperparameters): a 16x16x256 latent from
+    64x64 frames and 8 layers in each; ConvS5 with P = 256 (128 complex), GELU, post-norm, clipped eigenvalues."""
+    convs5 = create_model("convs5_moving_mnist")
+    assert (convs5.image_size, convs5.latent_size, convs5.latent_dim, len(convs5.blocks)) == (64, 16, 256, 8)
+    for block in convs5.blocks:
+        ssm = block.ssm
+        assert (ssm.state_size, ssm.kernel_size, ssm.out_kernel_size, ssm.clip_eigs) == (128, 3, 3, True)
+        assert (block.activation, block.prenorm, block.gate) == ("gelu", False, None)
+        dt = ssm.log_step.exp()
+        assert dt.min() >= 1e-3 and dt.max() <= 1e-1
+    convlstm = create_model("convlstm_moving_mnist")
+    assert [(c.hidden, c.hidden_conv.kernel_size) for c in convlstm.cells] == [(256, (3, 3))] * 8
+    with torch.device("meta"):  # 236M parameters: the shapes are what is checked
+        transformer = create_model("video_transformer_moving_mnist")
+    assert (transformer.tokens_per_frame, transformer.dim, len(transformer.layers)) == (1, 1024, 8)
+    layer = transformer.layers[0]
+    assert (layer.attn.num_heads, layer.mlp[0].out_features) == (16, 4096)

@@ -60,6 +60,7 @@ from zoo.training.loading import (
     default_to_newest_run,
     open_for_inference,
     recorded_data_config,
+    require_domain,
     task_for_inference,
 )
 from zoo.training.runner import export_and_record, test_and_record, user_data_overrides
@@ -484,15 +485,7 @@ class NgramTask(CompletionTask):
 def open_code_model(cfg: DictConfig) -> Weights:
     """The trained model `ckpt_path` / `weights` (or the newest run) names, refused unless a code task made it."""
     weights = open_for_inference(default_to_newest_run(cfg))
-    target = str((weights.task or {}).get("target") or "")
-    if not target.startswith("domains.code."):
-        if not target:
-            raise ZooError(f"{weights.source} holds a backbone only; give a .ckpt of `zoo code train` or an export")
-        domain = target.split(".")[1] if target.startswith("domains.") else target
-        raise ZooError(
-            f"{weights.source} is a {domain} model ({target}), not a code model; give a checkpoint of `zoo code train`"
-        )
-    return weights
+    return require_domain(weights, "code", "give a .ckpt of `zoo code train` or a `zoo code export` folder")
 
 
 def model_label(task: pl.LightningModule) -> str:

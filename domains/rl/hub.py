@@ -13,12 +13,14 @@ from typing import Any
 
 from domains.rl.agent import Agent
 from zoo.factory import open_weights
-from zoo.training.loading import restore_task
+from zoo.training.loading import require_domain, restore_task
 
 
 def load_policy(source: str | os.PathLike) -> tuple[Agent, dict[str, Any]]:
     """(agent in eval mode, spec: env, env_kwargs, num_actions, head_hidden, iterations)."""
-    task = restore_task(open_weights(source), fallback="domains.rl.tasks.PPOTask")
+    usage = "give a .ckpt of `zoo rl train` or a `zoo rl export` folder"
+    weights = require_domain(open_weights(source), "rl", usage, unrecorded_ok=True)  # old .ckpt: PPOTask
+    task = restore_task(weights, fallback="domains.rl.tasks.PPOTask")
     hp = task.hparams
     spec = {
         "env": hp.env,

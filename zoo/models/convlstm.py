@@ -129,6 +129,12 @@ def convlstm_small(**kwargs) -> ConvLSTMPredictor:
 
 
 @register_model
+def convlstm_moving_mnist(**kwargs) -> ConvLSTMPredictor:
+    """The ConvS5 paper's ConvLSTM baseline on Moving-MNIST (its published config): 8 layers of 256 channels, 3x3."""
+    return _build(kwargs, image_size=64, channels=(64, 128), latent_dim=256, depth=8)
+
+
+@register_model
 def test_convlstm(**kwargs) -> ConvLSTMPredictor:
     """16x16 frames -> 4x4 latent, 1 layer: for tests (<= 100k parameters)."""
     return _build(kwargs, image_size=16, channels=(8, 16), latent_dim=16, depth=1)

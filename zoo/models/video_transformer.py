@@ -179,6 +179,15 @@ def video_transformer_small(**kwargs) -> VideoTransformerPredictor:
 
 
 @register_model
+def video_transformer_moving_mnist(**kwargs) -> VideoTransformerPredictor:
+    """The ConvS5 paper's Transformer baseline on Moving-MNIST (its published config): the 16x16x256 latent as one
+    16x16 patch per frame, 8 layers of width 1024 with 16 heads and 4096-wide MLPs."""
+    return _build(
+        kwargs, image_size=64, channels=(64, 128), latent_dim=256, patch_size=16, dim=1024, depth=8, num_heads=16
+    )
+
+
+@register_model
 def test_video_transformer(**kwargs) -> VideoTransformerPredictor:
     """16x16 frames -> 4x4 latent -> 4 tokens per frame of width 32, 2 layers: for tests (<= 100k parameters)."""
     return _build(kwargs, image_size=16, channels=(8, 16), latent_dim=16, patch_size=2, dim=32, depth=2, num_heads=2)

@@ -129,6 +129,21 @@ def check_domain(weights: Weights, cfg: DictConfig) -> Weights:
     return weights
 
 
+def require_domain(weights: Weights, domain: str, usage: str, unrecorded_ok: bool = False) -> Weights:
+    """`weights` as given when a `domain` task wrote it; otherwise one line saying what it holds, then `usage`.
+
+    Stricter than `check_domain`, for callers that need that domain's task (its heads,
+    tokenizer, hyper-parameters), not only a backbone: a source that records no task is
+    refused too, unless `unrecorded_ok` (the caller has a fallback task for old checkpoints).
+    """
+    target = str((weights.task or {}).get("target") or "")
+    recorded = recorded_domain(weights)
+    if recorded == domain or (unrecorded_ok and not target):
+        return weights
+    holds = f"a {recorded} model ({target})" if recorded else f"a model of task {target}" if target else None
+    raise ZooError(f"{weights.source} holds {holds or 'a backbone only (no task)'}, not a {domain} model; {usage}")
+
+
 def open_checked(source: str | Weights, cfg: DictConfig) -> Weights:
     """`open_weights(source)`, refused in one line when it holds another domain's task."""
     return check_domain(open_weights(source), cfg)
