@@ -111,10 +111,11 @@ def test_pointwise_kernels_equal_s5_on_every_pixel():
         torch.testing.assert_close(conv(u), per_pixel, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("prenorm", [True, False])
-def test_block_step_equals_forward_with_resets_and_initial_state(prenorm):
+@pytest.mark.parametrize(("prenorm", "feedthrough"), [(True, 0), (False, 0), (False, 3)])
+def test_block_step_equals_forward_with_resets_and_initial_state(prenorm, feedthrough):
     torch.manual_seed(0)
-    block = ConvS5Block(3, 8, prenorm=prenorm, activation="half_glu2").double().eval()
+    block = ConvS5Block(3, 8, prenorm=prenorm, activation="half_glu2", feedthrough_kernel_size=feedthrough)
+    block = block.double().eval()
     u = frames(length=8)
     reset = torch.zeros(2, 8, dtype=torch.bool)
     reset[1, 3] = True
@@ -129,9 +130,23 @@ def test_block_step_equals_forward_with_resets_and_initial_state(prenorm):
     torch.testing.assert_close(state, last, rtol=1e-10, atol=1e-10)
 
 
-def test_every_parameter_gets_a_gradient_through_the_scan():
+def test_feedthrough_convolution_is_the_papers_d_star_u():
+    """With C = 0 the output is the feedthrough alone: S5's D u per channel, or the ConvSSM's D * u."""
     torch.manual_seed(0)
-    block = ConvS5Block(3, 8)
+    u = frames(length=3)
+    for k in (0, 3):
+        ssm = ConvS5(3, 8, feedthrough_kernel_size=k).double()
+        with torch.no_grad():
+            ssm.C.zero_()
+        expected = ssm.D.view(1, 1, 3, 1, 1) * u if k == 0 else F.conv2d(u.flatten(0, 1), ssm.D, padding=1)
+        torch.testing.assert_close(ssm(u), expected.reshape(u.shape), rtol=1e-12, atol=1e-12)
+    assert ssm.D.shape == (3, 3, 3, 3)
+
+
+@pytest.mark.parametrize("feedthrough", [0, 3])
+def test_every_parameter_gets_a_gradient_through_the_scan(feedthrough):
+    torch.manual_seed(0)
+    block = ConvS5Block(3, 8, feedthrough_kernel_size=feedthrough)
     block(torch.randn(2, 6, 3, 4, 4)).pow(2).mean().backward()
     for name, p in block.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
@@ -140,5 +155,7 @@ def test_every_parameter_gets_a_gradient_through_the_scan():
 def test_bad_arguments_raise_one_line():
     with pytest.raises(ZooError, match="odd"):
         ConvS5(dim=2, kernel_size=2)
+    with pytest.raises(ZooError, match="feedthrough_kernel_size=2 must be odd"):
+        ConvS5(dim=2, feedthrough_kernel_size=2)
     with pytest.raises(ZooError, match=r"expected input \(B, T, 3, H, W\)"):
         layer()(torch.randn(2, 4, 5, 5, 5).double())

@@ -168,12 +168,14 @@ def test_frame_predictor_save_load_identical(name, tmp_path):
 
 def test_paper_sizes_match_the_published_moving_mnist_configs():
     """The ConvS5 paper's Moving-MNIST models (the authors' published hyperparameters): a 16x16x256 latent from
-    64x64 frames and 8 layers in each; ConvS5 with P = 256 (128 complex), GELU, post-norm, clipped eigenvalues."""
+    64x64 frames and 8 layers in each; ConvS5 with P = 256 (128 complex), a 3x3 D, GELU, post-norm, clipped
+    eigenvalues."""
     convs5 = create_model("convs5_moving_mnist")
     assert (convs5.image_size, convs5.latent_size, convs5.latent_dim, len(convs5.blocks)) == (64, 16, 256, 8)
     for block in convs5.blocks:
         ssm = block.ssm
         assert (ssm.state_size, ssm.kernel_size, ssm.out_kernel_size, ssm.clip_eigs) == (128, 3, 3, True)
+        assert ssm.D.shape == (256, 256, 3, 3)
         assert (block.activation, block.prenorm, block.gate) == ("gelu", False, None)
         dt = ssm.log_step.exp()
         assert dt.min() >= 1e-3 and dt.max() <= 1e-1

@@ -17,7 +17,8 @@ S5 system driven by the k x k convolution B * U. Hence, as in S5:
   are kept in the eigenbasis: B~ = V^-1 B (P, U, k, k) and C~ = C V (U, P, k, k), complex;
 - ZOH per state with a learnable step Delta_p, log-uniform in [dt_min, dt_max] at
   init: Lambda_bar = exp(Lambda Delta), B_bar = Lambda^-1 (Lambda_bar - 1) B~;
-- D is a per-channel feedthrough (S5's diagonal D).
+- D is a per-channel feedthrough (S5's diagonal D), or with `feedthrough_kernel_size=k` the
+  paper's k x k convolution D * U_t (a full U -> U kernel, LeCun-normal at init).
 
 The parallel form is the paper's: since A_bar is pointwise, B_bar * U_t is one
 convolution over every frame at once, and the recurrence is elementwise over
@@ -50,6 +51,7 @@ class ConvS5(nn.Module):
     dim: U, channels in and out. state_dim: real state channels (P/2 complex ones with
     `conj_sym`). kernel_size / out_kernel_size: odd k of the input (B) and output (C)
     kernels ("same" padding). blocks: HiPPO-N blocks on the diagonal of the initial A.
+    feedthrough_kernel_size: 0 for S5's per-channel D, an odd k for the ConvSSM's k x k D.
     """
 
     def __init__(
@@ -64,10 +66,14 @@ class ConvS5(nn.Module):
         conj_sym: bool = True,
         clip_eigs: bool = False,
         scan_method: str = "auto",
+        feedthrough_kernel_size: int = 0,
     ):
         super().__init__()
         out_kernel_size = kernel_size if out_kernel_size is None else out_kernel_size
-        for name, k in (("kernel_size", kernel_size), ("out_kernel_size", out_kernel_size)):
+        kernels = [("kernel_size", kernel_size), ("out_kernel_size", out_kernel_size)]
+        if feedthrough_kernel_size:
+            kernels.append(("feedthrough_kernel_size", feedthrough_kernel_size))
+        for name, k in kernels:
             if k < 1 or k % 2 == 0:
                 raise ZooError(f"ConvS5: {name}={k} must be odd and positive (same padding); use 1, 3, 5, ...")
         self.dim, self.conj_sym, self.clip_eigs, self.scan_method = dim, conj_sym, clip_eigs, scan_method
@@ -84,7 +90,9 @@ class ConvS5(nn.Module):
         self.Lambda_im = nn.Parameter(Lambda.imag.float())
         self.B = nn.Parameter(torch.view_as_real(B.reshape(P, dim, kernel_size, kernel_size)).float())
         self.C = nn.Parameter(torch.view_as_real(C.permute(0, 3, 1, 2).contiguous()).float())
-        self.D = nn.Parameter(torch.randn(dim))
+        k = feedthrough_kernel_size
+        D = torch.randn(dim) if not k else lecun_normal((dim, dim * k * k), fan_in=dim * k * k).view(dim, dim, k, k)
+        self.D = nn.Parameter(D.float())
         self.log_step = nn.Parameter(log_dt.float())
         for p in (self.Lambda_re, self.Lambda_im, self.B, self.log_step):
             p._no_weight_decay = True  # S5's convention: the SSM parameters get no weight decay
@@ -122,6 +130,13 @@ class ConvS5(nn.Module):
         """Re(C~ * x) for states x (N, P, H, W) complex -> (N, U, H, W) real."""
         return F.conv2d(torch.cat((x.real, x.imag), dim=1), kernel, padding=self.out_kernel_size // 2)
 
+    def _feedthrough(self, u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """D u (per channel) or D * u (a k x k convolution) for frames u (N, U, H, W)."""
+        u = u.to(dtype)
+        if self.D.dim() == 1:
+            return self.D.to(dtype).view(-1, 1, 1) * u
+        return F.conv2d(u, self.D.to(dtype), padding=self.D.shape[-1] // 2)
+
     def forward(
         self,
         u: torch.Tensor,
@@ -139,8 +154,8 @@ class ConvS5(nn.Module):
         drive = self._drive(u.flatten(0, 1), self._input_kernel(B_bar)).unflatten(0, (batch, length))
         # ... then a scan that is elementwise over (P, H, W).
         x = linear_scan(Lambda_bar.view(1, 1, -1, 1, 1), drive, reset=reset, h0=state, method=self.scan_method)
-        y = self._readout(x.flatten(0, 1), self._output_kernel()).unflatten(0, (batch, length))
-        y = (y + self.D.view(-1, 1, 1) * u.to(y.dtype)).to(u.dtype)
+        y = self._readout(x.flatten(0, 1), self._output_kernel())
+        y = (y + self._feedthrough(u.flatten(0, 1), y.dtype)).unflatten(0, (batch, length)).to(u.dtype)
         return (y, x[:, -1]) if return_state else y
 
     def init_state(
@@ -184,7 +199,7 @@ class ConvS5(nn.Module):
             state = state * (~reset_t.bool()).view(-1, 1, 1, 1)
         state = Lambda_bar * state.to(Lambda_bar.dtype) + self._drive(u_t, in_kernel)
         y = self._readout(state, out_kernel)
-        return (y + self.D.view(-1, 1, 1) * u_t.to(y.dtype)).to(u_t.dtype), state
+        return (y + self._feedthrough(u_t, y.dtype)).to(u_t.dtype), state
 
 
 class ChannelLayerNorm(nn.LayerNorm):

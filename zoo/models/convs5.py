@@ -13,9 +13,9 @@ Sizes: `convs5_moving_mnist` is the paper's Moving-MNIST model (checked against 
 hyperparameters the authors publish, `configs/Moving-MNIST/*/mnist_convS5_novq.yaml`;
 their code was not read): 64x64x1 frames to a 16x16 latent of U = 256 channels, 8 ConvS5
 layers with P = 256 state channels and 1 HiPPO-N block, 3x3 B and C kernels, dt in
-[1e-3, 1e-1], clipped eigenvalues, GELU, the norm after the residual. What differs: the
-published config also makes D a 3x3 convolution (here D is S5's per-channel feedthrough),
-and the frame encoder/decoder are this zoo's (`zoo.models.video_base`), not the authors'.
+[1e-3, 1e-1], clipped eigenvalues, a 3x3 feedthrough convolution D, GELU, the norm after
+the residual. The frame encoder/decoder are this zoo's (`zoo.models.video_base`), not the
+authors'.
 `convs5_small` is the CPU-friendly size the benchmarks compare; `test_convs5` the registry's.
 """
 
@@ -60,6 +60,7 @@ class ConvS5Predictor(VideoPredictor):
         conj_sym: bool = True,
         clip_eigs: bool = False,
         scan_method: str = "auto",
+        feedthrough_kernel_size: int = 0,
         output: str = "logits",
         num_classes: int | None = None,
         global_pool: str = "",
@@ -82,6 +83,7 @@ class ConvS5Predictor(VideoPredictor):
                 conj_sym=conj_sym,
                 clip_eigs=clip_eigs,
                 scan_method=scan_method,
+                feedthrough_kernel_size=feedthrough_kernel_size,
             )
             for _ in range(depth)
         )
@@ -129,6 +131,7 @@ def convs5_moving_mnist(**kwargs) -> ConvS5Predictor:
         activation="gelu",
         prenorm=False,
         clip_eigs=True,
+        feedthrough_kernel_size=3,
     )
 
 
