@@ -65,8 +65,8 @@ def train_case(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     clips = torch.rand(batch, frames + 1, 1, image_size, image_size, device=device)
     size = model.latent_size
-    # requires_grad: inside the model the temporal part also back-propagates into its input (the encoder's output),
-    # which costs ConvLSTM a second 4x-wide input convolution; without it "temporal" would flatter the baselines
+    # requires_grad: inside the model the temporal part also back-propagates into its input (the encoder's output;
+    # for ConvLSTM a backward through its 4x-wide input convolution), so "temporal" pays for that here too
     latents = torch.randn(batch, frames, model.latent_dim, size, size, device=device, requires_grad=True)
 
     def step() -> None:
