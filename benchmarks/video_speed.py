@@ -1,7 +1,8 @@
 """Video frame prediction: ConvS5 vs ConvLSTM vs a causal video Transformer, side by side in one run.
 
     python -m benchmarks.video_speed [--size small|paper] [--frames 16 64 256] [--image-size 32] [--batch 1]
-        [--context 256] [--generate 8] [--device cpu|cuda] [--threads 1] [--out table.md]
+        [--context 256] [--generate 8] [--device cpu|cuda] [--threads 1] [--cap 120] [--budget 360]
+        [--models ConvS5 ConvLSTM] [--parts model temporal] [--out table.md]
 
 (a) Training: one teacher-forced next-frame step (forward, pixel BCE, backward, Adam) on
 `--batch` random clips of T frames, for T in `--frames`: median ms and peak memory; then
@@ -11,7 +12,8 @@ decoder are identical in all three.
 (b) Generation: `prefill` a `--context`-frame context, then `--generate` frames each fed
 back (`step`): median ms per generated frame, the size of the generation state after the
 context, and how much that state grows per generated frame (ConvS5 and ConvLSTM keep a
-fixed-size state; the Transformer's KV cache grows by one frame of tokens).
+fixed-size state; the Transformer's KV cache grows by one frame of tokens). `--generate 0`
+skips it; `--models` and `--parts` run a subset (a long clip at the paper's size, say).
 
 `--size small` (the default) compares the registered `convs5_small`, `convlstm_small` and
 `video_transformer_small` (same encoder/decoder, 0.92M / 1.00M / 0.98M parameters at
@@ -57,7 +59,7 @@ def build(name: str, image_size: int, device: str) -> torch.nn.Module:
 
 
 def train_case(
-    name: str, part: str, frames: int, batch: int, image_size: int, device: str, threads: int, cap_s: float
+    name: str, part: str, frames: int, batch: int, image_size: int, device: str, threads: int, limits: tuple
 ) -> dict:
     """part "model": the whole next-frame step; "temporal": the temporal model alone on random latents."""
     harness.pin_threads(threads)
@@ -78,7 +80,7 @@ def train_case(
         loss.backward()
         optimizer.step()
 
-    row = harness.measure(step, repeats=3, device=device, budget_s=3 * cap_s, cap_s=cap_s)
+    row = harness.measure(step, repeats=3, device=device, cap_s=limits[0], budget_s=limits[1])
     return {**row, "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -94,7 +96,7 @@ def state_bytes(state) -> int:
 
 @torch.no_grad()
 def generate_case(
-    name: str, context: int, generate: int, batch: int, image_size: int, device: str, threads: int, cap_s: float
+    name: str, context: int, generate: int, batch: int, image_size: int, device: str, threads: int, limits: tuple
 ) -> dict:
     harness.pin_threads(threads)
     model = build(name, image_size, device).eval()
@@ -108,7 +110,7 @@ def generate_case(
             out, s = model.step(model.to_frames(out), s)
         return s
 
-    row = harness.measure(run, repeats=3, device=device, budget_s=3 * cap_s, cap_s=cap_s)
+    row = harness.measure(run, repeats=3, device=device, cap_s=limits[0], budget_s=limits[1])
     grown = state_bytes(run())
     return {
         **row,
@@ -129,16 +131,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a first call may take before a skip")
+    parser.add_argument("--budget", type=float, help="seconds per case, warm-up included (default: 3 x --cap)")
+    parser.add_argument("--models", nargs="+", choices=list(SIZES["small"]), help="a subset (default: all three)")
+    parser.add_argument("--parts", nargs="+", choices=["model", "temporal"], default=["model", "temporal"])
     parser.add_argument("--mem-cap", type=float, default=12.0, help="GB of resident memory before a case is killed")
     parser.add_argument("--out", help="also write the report (Markdown) to this file")
     args = parser.parse_args(argv)
-    models = SIZES[args.size]
+    models = {label: name for label, name in SIZES[args.size].items() if label in (args.models or [label])}
     args.image_size = args.image_size or (64 if args.size == "paper" else 32)
     caps = dict(timeout_s=5 * args.cap + 60, mem_cap_gb=args.mem_cap)
-    sizes = (args.batch, args.image_size, args.device, args.threads, args.cap)
+    sizes = (args.batch, args.image_size, args.device, args.threads, (args.cap, args.budget or 3 * args.cap))
     key = "cpu_ms" if args.device == "cpu" else "ms"
 
-    training = {"model": [], "temporal": []}
+    training = {part: [] for part in args.parts}
     for part, table in training.items():
         skip = {label: harness.SkipLarger() for label in models}
         for frames in args.frames:
@@ -156,15 +161,15 @@ def main(argv: list[str] | None = None) -> None:
                         "peak MB": row.get("peak_mb"),
                     }
                 )
-            for other in ("ConvLSTM", "Transformer"):
+            for other in _others(rows):
                 speedup = harness.ratio(rows[other], rows["ConvS5"], key)
                 table.append({"model": f"ConvS5 speed-up vs {other}", "frames": frames, "step ms": _times(speedup)})
-            print(harness.markdown_table(table[-5:]), flush=True)
+            print(harness.markdown_table(table[-2 * len(rows) + 1 :]), flush=True)
 
     generation = []
     rows = {
         label: harness.run_isolated(generate_case, name, args.context, args.generate, *sizes, **caps)
-        for label, name in models.items()
+        for label, name in (models.items() if args.generate else ())
     }
     for label, row in rows.items():
         generation.append(
@@ -178,21 +183,19 @@ def main(argv: list[str] | None = None) -> None:
                 "peak MB": row.get("peak_mb"),
             }
         )
-    for other in ("ConvLSTM", "Transformer"):
+    for other in _others(rows):
         speedup = harness.ratio(rows[other], rows["ConvS5"], key)
         generation.append({"model": f"ConvS5 speed-up vs {other}", "ms / frame": _times(speedup)})
 
-    sections = [
-        (
-            f"Training step (fwd + bwd + Adam), batch {args.batch}, {args.image_size}x{args.image_size} frames",
-            training["model"],
-        ),
-        (
-            "The temporal model alone (fwd + bwd + Adam on random latents; encoder/decoder excluded)",
-            training["temporal"],
-        ),
-        (f"Generation after a {args.context}-frame context, {args.generate} frames per call", generation),
-    ]
+    titles = {
+        "model": f"Training step (fwd + bwd + Adam), batch {args.batch}, {args.image_size}x{args.image_size} frames",
+        "temporal": "The temporal model alone (fwd + bwd + Adam on random latents; encoder/decoder excluded)",
+    }
+    sections = [(titles[part], table) for part, table in training.items()]
+    if generation:
+        sections.append(
+            (f"Generation after a {args.context}-frame context, {args.generate} frames per call", generation)
+        )
     command = " ".join(["python -m benchmarks.video_speed", *(sys.argv[1:] if argv is None else argv)])
     report = (
         f"Command: `{command}`\n\nMachine: {harness.machine_description(args.threads)}; device {args.device}\n\n"
@@ -204,6 +207,11 @@ def main(argv: list[str] | None = None) -> None:
         tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
         tmp.write_text(report)
         tmp.replace(out)
+
+
+def _others(rows: dict) -> list[str]:
+    """The baselines measured beside ConvS5 in `rows` (a ratio needs both)."""
+    return [label for label in ("ConvLSTM", "Transformer") if label in rows and "ConvS5" in rows]
 
 
 def _times(value: float | None) -> str:

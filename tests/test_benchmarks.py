@@ -146,3 +146,15 @@ def test_informer_profile_groups_operators_and_counts_matrix_flops():
     assert shares["matrix products"] > 0 and shares["dropout masks"] > 0
     assert shares["gathers and scatters"] == shares["convolutions"] == 0
     assert 0 < sum(shares.values()) <= 1 + 1e-9 and total_s > 0
+
+
+def test_video_speed_runs_a_subset_and_ratios_only_what_it_measured(tmp_path):
+    from benchmarks import video_speed
+
+    out = tmp_path / "video.md"
+    args = ["--frames", "2", "--image-size", "16", "--models", "ConvS5", "ConvLSTM", "--parts", "model"]
+    video_speed.main([*args, "--generate", "0", "--out", str(out)])
+    report = out.read_text()
+    assert "| ConvS5 | 2 | 918625 |" in report and "| ConvLSTM | 2 |" in report
+    assert "ConvS5 speed-up vs ConvLSTM" in report
+    assert "Transformer" not in report and "temporal model alone" not in report and "Generation" not in report
