@@ -42,6 +42,7 @@ from torch import nn
 
 from domains.code.bpe import TOKENIZER_FILE
 from domains.code.complete import (
+    MODES,
     Completer,
     codefill_statement_predictor,
     cursor_prefix,
@@ -69,7 +70,6 @@ from zoo.training.validation import Rule, check_value
 log = logging.getLogger(__name__)
 
 STAGES = ("val", "test")
-COMPLETION_MODES = ("token", "statement")
 
 
 def effective_contract(contract: str | None, weights: Weights | None) -> CodeContract:
@@ -123,8 +123,9 @@ class CompletionTask(BaseTask):
 
     def log_losses(self, losses: dict[str, torch.Tensor], stage: str, pieces: int) -> None:
         for name, value in losses.items():
-            key = f"{stage}/{name}" if name != "loss" else f"{stage}/loss"
-            self.log(key, value, prog_bar=name == "loss", batch_size=max(pieces, 1), add_dataloader_idx=False)
+            self.log(
+                f"{stage}/{name}", value, prog_bar=name == "loss", batch_size=max(pieces, 1), add_dataloader_idx=False
+            )
 
     def on_validation_epoch_start(self) -> None:
         self.token_metrics["val"].reset()
@@ -173,12 +174,18 @@ class CompletionTask(BaseTask):
         """Completion items at the cursor (line 1-based, col 0-based; None: the end of the file / line), best
         first: {"label", "kind", "score", "detail", "lsp_kind"} (`domains.code.complete`)."""
         line, col = cursor_of(source, line, col)
-        if mode not in COMPLETION_MODES:
-            raise ZooError(f"mode={mode!r}: choose token (the next token) or statement (the rest of the statement)")
+        check_completion_mode(mode)
         check_value("topk", topk, Rule("int", 1))
         self.eval()
         with torch.no_grad():
             return self.completer().complete(source, line, col, mode, topk)
+
+
+def check_completion_mode(mode: str) -> str:
+    """`mode` when it is a completion mode (`domains.code.complete.MODES`), else one line naming them."""
+    if mode not in MODES:
+        raise ZooError(f"mode={mode!r}: choose token (the next token) or statement (the rest of the statement)")
+    return mode
 
 
 def cursor_of(source: str, line: int | None, col: int | None) -> tuple[int, int]:
@@ -498,11 +505,7 @@ def model_label(task: pl.LightningModule) -> str:
 def completion_mode(cfg: DictConfig) -> str:
     """`mode=token|statement` (this verb's `mode` is the completion mode; `predict` means token)."""
     mode = str(cfg.get("mode"))
-    if mode == "predict":
-        return "token"
-    if mode not in COMPLETION_MODES:
-        raise ZooError(f"mode={mode!r}: choose token (the next token) or statement (the rest of the statement)")
-    return mode
+    return "token" if mode == "predict" else check_completion_mode(mode)
 
 
 def predict_command(cfg: DictConfig) -> list[dict[str, Any]]:
